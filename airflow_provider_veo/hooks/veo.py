@@ -1,0 +1,425 @@
+"""The one place that speaks HTTP to CometAPI: create, retrieve and download Veo videos."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import itertools
+import os
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import requests
+from airflow.sdk import BaseHook
+from urllib3.exceptions import NewConnectionError
+
+from airflow_provider_veo import UI_FIELD_BEHAVIOUR, api
+from airflow_provider_veo.api import (
+    DOWNLOAD_CHUNK_BYTES,
+    JobState,
+    RetryPolicy,
+    VeoDownloadError,
+    VeoError,
+    VeoInputError,
+    VeoTransientError,
+    VideoJob,
+    VideoRequest,
+)
+from airflow_provider_veo.storage import StagedFile, resolve_destination
+
+if TYPE_CHECKING:
+    import httpx
+    from airflow.sdk import Connection
+
+#: Attempts at fetching the finished video; each failed one reads the job again for a fresh URL.
+DOWNLOAD_ATTEMPTS = 3
+_CONNECT_TIMEOUT = 10.0
+_EXPIRED_URL_STATUSES = frozenset({401, 403, 404, 410})
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What a connection says about how to call the API; built once and shared by both clients."""
+
+    base_url: str
+    api_key: str
+    timeout: float
+    retry: RetryPolicy
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> _Settings:
+        extra = conn.extra_dejson or {}
+        if not conn.password:
+            raise VeoInputError("password", f"connection {conn.conn_id!r} has no API key")
+        try:
+            timeout = float(extra.get("timeout", api.DEFAULT_REQUEST_TIMEOUT))
+            retry = RetryPolicy(
+                max_attempts=int(extra.get("max_retries", RetryPolicy.max_attempts - 1)) + 1,
+                base_delay=float(extra.get("retry_base_delay", RetryPolicy.base_delay)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise VeoInputError(
+                "extra", f"timeout, max_retries and retry_base_delay must be numbers: {exc}"
+            ) from None
+        return cls(
+            base_url=api.base_url_from(conn.host, conn.schema, conn.port),
+            api_key=conn.password,
+            timeout=timeout,
+            retry=retry,
+        )
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"}
+
+    def redact(self, error: VeoError) -> VeoError:
+        """Make sure no message carries the key, whatever an upstream server echoed back."""
+        if self.api_key and self.api_key in str(error):
+            error.args = (str(error).replace(self.api_key, "***"),)
+        return error
+
+
+def _requests_error(exc: requests.RequestException, url: str) -> VeoTransientError:
+    """Map a transport failure; only a refused or timed-out connect proves the request never arrived."""
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    never_arrived = isinstance(exc, requests.ConnectTimeout) or isinstance(reason, NewConnectionError)
+    return api.connection_error(
+        f"No answer from {url} ({type(exc).__name__}: {exc}). Check the connection's Base URL (`host`).",
+        request_may_have_arrived=not never_arrived,
+    )
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One SSL context for every async client: building one costs tens of milliseconds of CPU."""
+    return ssl.create_default_context()
+
+
+class VeoHook(BaseHook):
+    """Talk to CometAPI's Veo video API with the key of a ``veo`` connection.
+
+    :param veo_conn_id: connection whose ``host`` is the base URL (empty for CometAPI's) and whose
+        ``password`` is the API key. Its extra may set ``timeout`` (seconds per request),
+        ``max_retries`` and ``retry_base_delay``.
+    """
+
+    conn_name_attr = "veo_conn_id"
+    default_conn_name = "veo_default"
+    conn_type = "veo"
+    hook_name = "CometAPI Veo"
+
+    def __init__(self, veo_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.veo_conn_id = veo_conn_id
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Connection form for Airflow 3.1; 3.2+ reads the same from the provider info."""
+        return UI_FIELD_BEHAVIOUR
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """No extra form fields: the base URL and the key are all a user has to give."""
+        return {}
+
+    # ---------------------------------------------------------------------------------------
+    # Settings
+    # ---------------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def _settings(self) -> _Settings:
+        settings = _Settings.from_connection(self.get_connection(self.veo_conn_id))
+        _mask(settings.api_key)
+        return settings
+
+    async def _asettings(self) -> _Settings:
+        settings = _Settings.from_connection(await self.aget_connection(self.veo_conn_id))
+        await _amask(settings.api_key)
+        return settings
+
+    @functools.cached_property
+    def _session(self) -> requests.Session:
+        return requests.Session()
+
+    # ---------------------------------------------------------------------------------------
+    # Sync API
+    # ---------------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> requests.Response:
+        """One API call with the connection's retry policy; returns only a successful answer."""
+        settings = self._settings
+        url = settings.base_url + path
+        for attempt in itertools.count(1):
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    headers=settings.auth_headers,
+                    timeout=(_CONNECT_TIMEOUT, settings.timeout),
+                    stream=stream,
+                    **kwargs,
+                )
+            except requests.RequestException as exc:
+                error: VeoError = _requests_error(exc, url)
+            else:
+                if response.ok:
+                    return response
+                error = api.error_from_response(
+                    response.status_code, response.content, response.headers.get("Retry-After")
+                )
+                response.close()
+            delay = settings.retry.delay_before_retry(attempt, error, method=method)
+            if delay is None:
+                raise settings.redact(settings.retry.final_error(error, method=method))
+            self.log.warning(
+                "%s %s failed (%s); attempt %d in %.1f s", method, path, error, attempt + 1, delay
+            )
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _job(self, response: requests.Response) -> VideoJob:
+        try:
+            return VideoJob.from_json(response.json())
+        except ValueError as exc:
+            raise api.VeoAPIError(f"CometAPI answered with invalid JSON: {response.text[:200]!r}") from exc
+
+    def create_video(
+        self,
+        prompt: str,
+        model: str = api.DEFAULT_MODEL,
+        seconds: int | str | None = None,
+        size: str | None = None,
+        input_reference: str | os.PathLike[str] | list[str] | None = None,
+    ) -> VideoJob:
+        """Validate and submit one job (a paid request, sent at most once unless provably not received)."""
+        request = api.build_request(
+            prompt=prompt, model=model, seconds=seconds, size=size, input_reference=input_reference
+        )
+        return self.submit(request)
+
+    def submit(self, request: VideoRequest) -> VideoJob:
+        """Submit an already validated request as ``multipart/form-data``, reference images included."""
+        for warning in request.warnings:
+            self.log.warning(warning)
+        parts: list[tuple[str, tuple[str | None, bytes | str, str | None]]] = [
+            (name, (None, value, None)) for name, value in request.form_fields()
+        ]
+        parts += [("input_reference", image) for image in self.load_references(request)]
+        job = self._job(self._call("POST", api.VIDEOS_PATH, files=parts))
+        self.log.info("Submitted video %s (model %s, status %s)", job.video_id, request.model, job.status)
+        return job
+
+    def load_references(self, request: VideoRequest) -> list[tuple[str, bytes, str]]:
+        """Read every reference image and check it, before anything is sent to the API."""
+        images = []
+        for position, location in enumerate(request.references):
+            content = self._read_reference(position, location)
+            content_type = api.check_reference_image(position, location, content)
+            name = Path(location.split("?", 1)[0].rstrip("/")).name or f"frame{position}"
+            images.append((name, content, content_type))
+        return images
+
+    def _read_reference(self, position: int, location: str) -> bytes:
+        limit = api.MAX_REFERENCE_BYTES + 1
+        kind = api.reference_kind(location)
+        try:
+            if kind == "url":
+                # A public image: fetched without the API's credentials.
+                with requests.get(location, timeout=(_CONNECT_TIMEOUT, 60), stream=True) as response:
+                    if not response.ok:
+                        raise VeoInputError(
+                            "input_reference",
+                            f"item {position} ({location}) could not be fetched: HTTP {response.status_code}",
+                        )
+                    return response.raw.read(limit, decode_content=True)
+            if kind == "uri":
+                from airflow.sdk import ObjectStoragePath
+
+                with ObjectStoragePath(location).open("rb") as source:
+                    return source.read(limit)
+            with Path(location).expanduser().open("rb") as source:
+                return source.read(limit)
+        except (OSError, requests.RequestException) as exc:
+            raise VeoInputError(
+                "input_reference", f"item {position} ({location}) cannot be read: {exc}"
+            ) from exc
+
+    def get_video(self, video_id: str) -> VideoJob:
+        """Read a job's status (GET, retried on transient errors)."""
+        return self._job(self._call("GET", api.video_path(video_id)))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the base URL answers and accepts the key, by reading a job id that cannot exist."""
+        try:
+            self.get_video("airflow-connection-test")
+        except (api.VeoAuthenticationError, api.VeoPermissionError, api.VeoInsufficientCreditError) as exc:
+            return False, str(exc)
+        except api.VeoBadRequestError:
+            return True, "Connection to CometAPI works: the API key was accepted."
+        except VeoError as exc:
+            return False, str(exc)
+        return True, "Connection to CometAPI works."
+
+    # ---------------------------------------------------------------------------------------
+    # Download
+    # ---------------------------------------------------------------------------------------
+
+    def download_video(
+        self, video_id: str, destination: str | os.PathLike[str], *, job: VideoJob | None = None
+    ) -> dict[str, Any]:
+        """Stream a completed job's MP4 to ``destination`` and describe what was written.
+
+        The file appears at the destination only once its size matches ``Content-Length`` and it
+        starts with an MP4 ``ftyp`` box. An expired or failed ``video_url`` is retried with a fresh
+        one from the job, then with ``/content``.
+        """
+        target = resolve_destination(destination, video_id)
+        job = job or self.get_video(video_id)
+        failed_urls: set[str] = set()
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            if job.state is not JobState.SUCCEEDED:
+                raise VeoDownloadError(f"Video {video_id} is not completed (status {job.status!r})")
+            url = job.video_url if job.video_url and job.video_url not in failed_urls else None
+            try:
+                written = self._stream_to(target, video_id, url)
+            except VeoDownloadError as exc:
+                if attempt == DOWNLOAD_ATTEMPTS:
+                    raise
+                self.log.warning("Download of %s failed (%s); reading the job again", video_id, exc)
+                if url:
+                    failed_urls.add(url)
+                job = self.get_video(video_id)
+                continue
+            written.update(video_id=video_id, model=job.model, seconds=job.seconds, size=job.size)
+            self.log.info(
+                "Wrote %s (%d bytes, sha256 %s)", written["uri"], written["bytes"], written["sha256"]
+            )
+            return written
+        raise AssertionError("unreachable")
+
+    def _stream_to(self, target: Any, video_id: str, video_url: str | None) -> dict[str, Any]:
+        """Fetch from ``video_url`` without credentials, or from ``/content`` with them, into ``target``."""
+        if video_url:
+            try:
+                response = self._session.get(
+                    video_url, stream=True, timeout=(_CONNECT_TIMEOUT, self._settings.timeout)
+                )
+            except requests.RequestException as exc:
+                raise VeoDownloadError(f"video_url could not be fetched: {type(exc).__name__}") from exc
+            if not response.ok:
+                response.close()
+                expired = " (expired?)" if response.status_code in _EXPIRED_URL_STATUSES else ""
+                raise VeoDownloadError(f"video_url answered HTTP {response.status_code}{expired}")
+        else:
+            try:
+                response = self._call("GET", api.video_path(video_id) + "/content", stream=True)
+            except VeoTransientError as exc:
+                raise VeoDownloadError(str(exc)) from exc
+        staged = StagedFile(target)
+        with response, staged as sink:
+            expected = response.headers.get("Content-Length")
+            digest, size, head = hashlib.sha256(), 0, b""
+            try:
+                for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
+                    if len(head) < 8:
+                        head += chunk[:8]
+                    sink.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            except requests.RequestException as exc:
+                raise VeoDownloadError(
+                    f"the download broke off after {size} of {expected or 'unknown'} bytes "
+                    f"({type(exc).__name__})"
+                ) from exc
+            if expected is not None and expected.isdigit() and int(expected) != size:
+                raise VeoDownloadError(f"the download is truncated: {size} of {expected} bytes")
+            if not api.looks_like_mp4(head):
+                raise VeoDownloadError(f"the download is not an MP4 (no ftyp box; starts {head[:8]!r})")
+            staged.publish()
+        return {
+            "uri": staged.uri,
+            "bytes": size,
+            "sha256": digest.hexdigest(),
+            "content_type": response.headers.get("Content-Type", "video/mp4").split(";")[0],
+        }
+
+    # ---------------------------------------------------------------------------------------
+    # Async API (for the trigger)
+    # ---------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def async_client(self) -> AsyncIterator[VeoAsyncClient]:
+        """An async client for the event loop: the connection is read without blocking it."""
+        import httpx
+
+        settings = await self._asettings()
+        context = await asyncio.to_thread(_ssl_context)
+        async with httpx.AsyncClient(
+            base_url=settings.base_url,
+            headers=settings.auth_headers,
+            timeout=httpx.Timeout(settings.timeout, connect=_CONNECT_TIMEOUT),
+            verify=context,
+        ) as client:
+            yield VeoAsyncClient(client, settings, self.log.warning)
+
+
+class VeoAsyncClient:
+    """Reads jobs over one ``httpx.AsyncClient``; made by :meth:`VeoHook.async_client`."""
+
+    def __init__(self, client: httpx.AsyncClient, settings: _Settings, warn: Callable[..., None]) -> None:
+        self._client = client
+        self._settings = settings
+        self._warn = warn
+
+    async def get_video(self, video_id: str) -> VideoJob:
+        """Read a job's status, retrying transient failures with the same policy as the sync hook."""
+        import httpx
+
+        path = api.video_path(video_id)
+        retry = self._settings.retry
+        for attempt in itertools.count(1):
+            try:
+                response = await self._client.get(path)
+            except httpx.TransportError as exc:
+                error: VeoError = api.connection_error(
+                    f"No answer from {self._settings.base_url}{path} ({type(exc).__name__}). "
+                    "Check the connection's Base URL (`host`).",
+                    request_may_have_arrived=not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)),
+                )
+            else:
+                if response.is_success:
+                    try:
+                        return VideoJob.from_json(response.json())
+                    except ValueError as exc:
+                        raise api.VeoAPIError(f"CometAPI answered with invalid JSON: {exc}") from exc
+                error = api.error_from_response(
+                    response.status_code, response.content, response.headers.get("Retry-After")
+                )
+            delay = retry.delay_before_retry(attempt, error, method="GET")
+            if delay is None:
+                raise self._settings.redact(retry.final_error(error, method="GET"))
+            self._warn("GET %s failed (%s); attempt %d in %.1f s", path, error, attempt + 1, delay)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def _mask(secret: str) -> None:
+    """Register the key with Airflow's secret masker, so no log line can show it."""
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(secret)
+
+
+async def _amask(secret: str) -> None:
+    """The event-loop twin of :func:`_mask`; a sync send to the supervisor would block the triggerer."""
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # Airflow < 3.2: the triggerer already masks connection passwords it fetched.
+        return
+    await amask_secret(secret)

@@ -1,0 +1,106 @@
+"""Where a downloaded video lands: a local path or any Airflow object store, written all-or-nothing.
+
+The bytes go to a temporary file first. A local destination gets it renamed into place; an object
+store gets it uploaded only once the download has been verified, so a failure never leaves a partial
+video where readers look for finished ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING
+
+from airflow_provider_veo.api import VeoInputError, video_filename
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+_UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+def _object_path(destination: str) -> ObjectStoragePath:
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(destination)
+
+
+def resolve_destination(destination: str | os.PathLike[str], video_id: str) -> Path | ObjectStoragePath:
+    """The final location: a folder (ending in ``/`` or existing) gets ``<safe id>.mp4`` inside it."""
+    text = os.fspath(destination).strip() if destination is not None else ""
+    if not text:
+        raise VeoInputError("destination", "a local path or an object storage URI is required")
+    is_folder = text.endswith("/")
+    if "://" in text and not text.lower().startswith("file://"):
+        target = _object_path(text)
+        return target / video_filename(video_id) if is_folder else target
+    local = Path(_object_path(text).path if text.lower().startswith("file://") else text).expanduser()
+    if is_folder or local.is_dir():
+        return local / video_filename(video_id)
+    return local
+
+
+class StagedFile:
+    """A temporary file that becomes the destination on :meth:`publish`, and vanishes otherwise."""
+
+    def __init__(self, target: Path | ObjectStoragePath) -> None:
+        self.target = target
+        self._temp_path: Path | None = None
+        self._file: IO[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        """The destination as users write it: a local path, or the object store URI."""
+        return str(self.target.resolve()) if isinstance(self.target, Path) else str(self.target)
+
+    def __enter__(self) -> IO[bytes]:
+        folder = None
+        if isinstance(self.target, Path):
+            folder = self.target.parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise VeoInputError("destination", f"cannot create folder {folder}: {exc}") from exc
+        try:
+            handle, name = tempfile.mkstemp(
+                prefix=f".{self.target.name}.", suffix=".part", dir=folder and str(folder)
+            )
+        except OSError as exc:
+            raise VeoInputError(
+                "destination", f"cannot write to {folder or 'the temp folder'}: {exc}"
+            ) from exc
+        self._temp_path = Path(name)
+        self._file = os.fdopen(handle, "wb")
+        return self._file
+
+    def publish(self) -> None:
+        """Move the finished file into place: a rename locally, an upload to an object store."""
+        assert self._file is not None and self._temp_path is not None
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        if isinstance(self.target, Path):
+            os.replace(self._temp_path, self.target)
+            return
+        try:
+            with self._temp_path.open("rb") as source, self.target.open("wb") as sink:
+                shutil.copyfileobj(source, sink, _UPLOAD_CHUNK_BYTES)
+        except BaseException:
+            with contextlib.suppress(Exception):  # best effort: the upload's own error is what matters
+                self.target.unlink(missing_ok=True)
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        if self._temp_path is not None:
+            self._temp_path.unlink(missing_ok=True)

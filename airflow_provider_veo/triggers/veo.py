@@ -1,0 +1,78 @@
+"""Wait for a Veo job in the triggerer, so no worker slot is held while the video renders."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_veo import api
+from airflow_provider_veo.api import JobWatch, VeoError, VeoTransientError, VideoJob
+
+
+class VeoTaskTrigger(BaseTrigger):
+    """Poll one job until it ends or ``end_time`` passes, then fire exactly one event.
+
+    It only reads (GETs), so running it twice, as the triggerer may after a restart, is harmless.
+    Its kwargs are primitives: the API key is looked up again from the connection, never serialized.
+
+    :param video_id: the job to wait for.
+    :param veo_conn_id: the ``veo`` connection to read it with.
+    :param poll_interval: seconds between polls (jittered upwards by up to 10%).
+    :param end_time: epoch seconds after which the trigger gives up with a ``timeout`` event.
+    """
+
+    def __init__(
+        self,
+        video_id: str,
+        veo_conn_id: str = "veo_default",
+        poll_interval: float = api.DEFAULT_POLL_INTERVAL,
+        end_time: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.video_id = video_id
+        self.veo_conn_id = veo_conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = float(end_time) if end_time is not None else time.time() + api.DEFAULT_TIMEOUT
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "video_id": self.video_id,
+                "veo_conn_id": self.veo_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_veo.hooks.veo import VeoHook
+
+        watch = JobWatch(self.video_id, self.poll_interval, self.end_time, self.log)
+        try:
+            async with VeoHook(veo_conn_id=self.veo_conn_id).async_client() as client:
+                while True:
+                    outcome: VideoJob | VeoTransientError
+                    try:
+                        outcome = await client.get_video(self.video_id)
+                    except VeoTransientError as exc:
+                        outcome = exc
+                    step = watch.after_poll(outcome)
+                    if isinstance(step, dict):
+                        yield TriggerEvent(step)
+                        return
+                    await asyncio.sleep(step)
+        except VeoError as exc:
+            yield TriggerEvent(api.error_event(self.video_id, exc))
+
+    async def on_kill(self) -> None:
+        """There is no cancel endpoint: say which job keeps running (and billing) so it can be reconciled."""
+        self.log.warning(
+            "The task waiting for video %s was stopped by a user. CometAPI has no cancel endpoint for Veo: "
+            "the job goes on running and is billed; reconcile it by this id.",
+            self.video_id,
+        )
