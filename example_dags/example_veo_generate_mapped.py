@@ -1,0 +1,43 @@
+"""One task per prompt: create, wait and download in a single deferrable task, mapped over a list.
+
+Each mapped task waits in the triggerer, so a pool caps how many jobs run against CometAPI at once
+without holding worker slots (``airflow pools set veo 5 "CometAPI concurrency"``). A retry of a
+mapped task reconnects to the video it already paid for (Airflow 3.3+).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pendulum
+from airflow.sdk import DAG
+
+from airflow_provider_veo.operators.veo import VeoGenerateVideoOperator
+
+POLL_INTERVAL = float(os.environ.get("VEO_POLL_INTERVAL", "15"))
+
+PROMPTS = [
+    "A lighthouse beam sweeps across a stormy sea at night.",
+    "Steam rises from a cup of coffee on a rainy windowsill.",
+    "A red fox trots through fresh snow in a birch forest.",
+]
+
+with DAG(
+    dag_id="veo_generate_mapped",
+    description="Generate one Veo 3.1 video per prompt with dynamic task mapping",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["veo", "example"],
+):
+    VeoGenerateVideoOperator.partial(
+        task_id="generate_video",
+        model="veo3.1-fast",
+        seconds=4,
+        destination=os.environ.get("VEO_DESTINATION", "/tmp/veo-videos/"),
+        poll_interval=POLL_INTERVAL,
+        timeout=30 * 60,
+        deferrable=True,
+        retries=2,
+        pool=os.environ.get("VEO_POOL", "default_pool"),
+    ).expand(prompt=PROMPTS)

@@ -1,0 +1,27 @@
+"""Give the whole test session its own Airflow home before anything imports Airflow.
+
+Airflow reads its configuration once, at first import; unit tests and end-to-end runs share one
+temporary home with a SQLite metadata DB, migrated once by the end-to-end fixtures that need it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from airflow_provider_veo.testing.runner import airflow_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="veo-tests-airflow-"))
+
+# dag.test() (Airflow 3.3) runs only DAGs of the DAGs folder: the examples and the tests' own DAGs.
+DAGS_FOLDER = AIRFLOW_HOME / "dags"
+shutil.copytree(ROOT / "example_dags", DAGS_FOLDER)
+shutil.copytree(ROOT / "tests" / "e2e" / "dags", DAGS_FOLDER, dirs_exist_ok=True)
+
+os.environ.update(airflow_environment(AIRFLOW_HOME, DAGS_FOLDER))
+# Unit tests call operator.execute() directly, which Airflow allows only in unit-test mode.
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ.pop("AIRFLOW_CONN_VEO_DEFAULT", None)
