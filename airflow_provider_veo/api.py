@@ -320,14 +320,19 @@ def _allowed(values: Sequence[object]) -> str:
 def _validate_seconds(value: object, spec: ModelSpec | None) -> int | None:
     if value is None or value == "":
         return None
+    allowed = f" (model {spec.name!r} allows {_allowed(spec.seconds)})" if spec is not None else ""
     if isinstance(value, bool) or not isinstance(value, (int, str, float)):
-        raise VeoInputError("seconds", f"expected a whole number of seconds, got {type(value).__name__}")
+        raise VeoInputError(
+            "seconds", f"expected a whole number of seconds{allowed}, got {type(value).__name__}"
+        )
     try:
         number = float(value)
     except ValueError:
-        raise VeoInputError("seconds", f"expected a whole number of seconds, got {value!r}") from None
+        raise VeoInputError(
+            "seconds", f"expected a whole number of seconds{allowed}, got {value!r}"
+        ) from None
     if not number.is_integer() or number <= 0:
-        raise VeoInputError("seconds", f"expected a whole positive number of seconds, got {value!r}")
+        raise VeoInputError("seconds", f"expected a whole positive number of seconds{allowed}, got {value!r}")
     seconds = int(number)
     if spec is not None and seconds not in spec.seconds:
         raise VeoInputError("seconds", f"model {spec.name!r} allows {_allowed(spec.seconds)}, got {value!r}")
@@ -338,7 +343,8 @@ def _validate_size(value: object, spec: ModelSpec | None) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise VeoInputError("size", f"expected a 'WxH' string, got {type(value).__name__}")
+        allowed = _allowed(spec.sizes) if spec is not None and spec.sizes is not None else "'16x9' or '9x16'"
+        raise VeoInputError("size", f"expected a 'WxH' string such as {allowed}, got {type(value).__name__}")
     size = value.strip().lower()
     if spec is not None and spec.sizes is not None:
         if size not in spec.sizes:

@@ -44,6 +44,11 @@ def resolve_destination(destination: str | os.PathLike[str], video_id: str) -> P
     return local
 
 
+def _is_local(target: Path | ObjectStoragePath) -> bool:
+    """A plain local path. On Airflow 3.1 (universal_pathlib 0.2) ObjectStoragePath subclasses Path too."""
+    return isinstance(target, Path) and not getattr(target, "protocol", "")
+
+
 class StagedFile:
     """A temporary file that becomes the destination on :meth:`publish`, and vanishes otherwise."""
 
@@ -55,11 +60,11 @@ class StagedFile:
     @property
     def uri(self) -> str:
         """The destination as users write it: a local path, or the object store URI."""
-        return str(self.target.resolve()) if isinstance(self.target, Path) else str(self.target)
+        return str(self.target.resolve()) if _is_local(self.target) else str(self.target)
 
     def __enter__(self) -> IO[bytes]:
         folder = None
-        if isinstance(self.target, Path):
+        if _is_local(self.target):
             folder = self.target.parent
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -83,7 +88,7 @@ class StagedFile:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        if isinstance(self.target, Path):
+        if _is_local(self.target):
             os.replace(self._temp_path, self.target)
             return
         try:

@@ -174,6 +174,7 @@ class VeoHook(BaseHook):
                     response.status_code, response.content, response.headers.get("Retry-After")
                 )
                 response.close()
+            error = settings.redact(error)  # before it is logged below, not only when raised
             delay = settings.retry.delay_before_retry(attempt, error, method=method)
             if delay is None:
                 raise settings.redact(settings.retry.final_error(error, method=method))
@@ -401,6 +402,7 @@ class VeoAsyncClient:
                 error = api.error_from_response(
                     response.status_code, response.content, response.headers.get("Retry-After")
                 )
+            error = self._settings.redact(error)  # before it is logged below, not only when raised
             delay = retry.delay_before_retry(attempt, error, method="GET")
             if delay is None:
                 raise self._settings.redact(retry.final_error(error, method="GET"))

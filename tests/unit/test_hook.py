@@ -1,0 +1,832 @@
+"""VeoHook over HTTP: requests-mock for the sync client, respx for the async one."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+import requests
+import respx
+
+from airflow_provider_veo import api
+from airflow_provider_veo.api import (
+    VeoAuthenticationError,
+    VeoBadRequestError,
+    VeoDownloadError,
+    VeoInputError,
+    VeoInsufficientCreditError,
+    VeoPermissionError,
+    VeoSubmissionUncertainError,
+    VeoTransientError,
+    VideoJob,
+)
+from airflow_provider_veo.hooks import veo as hook_module
+from airflow_provider_veo.hooks.veo import VeoHook
+
+from .conftest import (
+    API_KEY,
+    BASE_URL,
+    JOB_URL,
+    JPEG,
+    PNG,
+    VIDEO_ID,
+    WEBP,
+    conn_json,
+    error_json,
+    job_json,
+    mp4_bytes,
+    multipart_parts,
+    refused_port,
+)
+
+CREATE_URL = f"{BASE_URL}/v1/videos"
+CONTENT_URL = f"{JOB_URL}/content"
+CDN_URL = "https://cdn.test/files/video.mp4?sig=abc"
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def hook() -> VeoHook:
+    return VeoHook()
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The hook's retry waits, recorded instead of slept."""
+    recorded: list[float] = []
+    monkeypatch.setattr(hook_module, "time", SimpleNamespace(sleep=recorded.append))
+    return recorded
+
+
+def _posts(requests_mock: Any) -> list[Any]:
+    return [r for r in requests_mock.request_history if r.method == "POST"]
+
+
+def _gets(requests_mock: Any, url: str) -> list[Any]:
+    return [r for r in requests_mock.request_history if r.method == "GET" and r.url == url]
+
+
+def _completed(video_url: str | None = CDN_URL, **fields: Any) -> dict[str, Any]:
+    return job_json(status="completed", progress=100, video_url=video_url, completed_at=1764905900, **fields)
+
+
+# --------------------------------------------------------------------------------------------
+# Connection and settings
+# --------------------------------------------------------------------------------------------
+
+
+def test_sends_the_api_key(hook: VeoHook, requests_mock: Any) -> None:
+    requests_mock.get(JOB_URL, json=job_json(status="in_progress", progress=40))
+    job = hook.get_video(VIDEO_ID)
+    assert job.status == "in_progress" and job.progress == 40
+    [request] = requests_mock.request_history
+    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert request.url == JOB_URL
+
+
+def test_base_url_with_v1_suffix(monkeypatch: pytest.MonkeyPatch, requests_mock: Any) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(host="http://api.test/v1/"))
+    requests_mock.get(JOB_URL, json=job_json())
+    assert VeoHook().get_video(VIDEO_ID).video_id == VIDEO_ID
+
+
+def test_other_connection_id(monkeypatch: pytest.MonkeyPatch, requests_mock: Any) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_OTHER_VEO", conn_json(host="http://other.test", password="sk-other"))
+    requests_mock.get(f"http://other.test/v1/videos/{VIDEO_ID}", json=job_json())
+    VeoHook(veo_conn_id="other_veo").get_video(VIDEO_ID)
+    assert requests_mock.last_request.headers["Authorization"] == "Bearer sk-other"
+
+
+def test_connection_without_key_refused(monkeypatch: pytest.MonkeyPatch, requests_mock: Any) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(password=None))
+    with pytest.raises(VeoInputError) as info:
+        VeoHook().get_video(VIDEO_ID)
+    assert info.value.field == "password"
+    assert not requests_mock.request_history
+
+
+def test_bad_extra_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(timeout="soon"))
+    with pytest.raises(VeoInputError) as info:
+        VeoHook().get_video(VIDEO_ID)
+    assert info.value.field == "extra"
+
+
+def test_ui_field_behaviour() -> None:
+    behaviour = VeoHook.get_ui_field_behaviour()
+    assert behaviour["relabeling"] == {"host": "Base URL", "password": "API Key"}
+    assert set(behaviour["hidden_fields"]) == {"schema", "port", "login", "extra"}
+    assert VeoHook.get_connection_form_widgets() == {}
+    assert (VeoHook.conn_type, VeoHook.default_conn_name, VeoHook.conn_name_attr) == (
+        "veo",
+        "veo_default",
+        "veo_conn_id",
+    )
+
+
+def test_test_connection_true_on_404(hook: VeoHook, requests_mock: Any) -> None:
+    probe = f"{CREATE_URL}/airflow-connection-test"
+    requests_mock.get(probe, status_code=404, json=error_json("task not found (request id: 1)"))
+    ok, message = hook.test_connection()
+    assert ok is True, message
+    assert "accepted" in message
+    assert [r.url for r in requests_mock.request_history] == [probe]
+    assert requests_mock.last_request.headers["Authorization"] == f"Bearer {API_KEY}"
+
+
+def test_test_connection_false_on_401(hook: VeoHook, requests_mock: Any) -> None:
+    requests_mock.get(f"{CREATE_URL}/airflow-connection-test", status_code=401, json=error_json("bad key"))
+    ok, message = hook.test_connection()
+    assert ok is False
+    assert "bad key" in message and "API key" in message
+    assert requests_mock.call_count == 1
+
+
+def test_test_connection_false_when_unreachable(monkeypatch: pytest.MonkeyPatch, sleeps: list) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VEO_DEFAULT", conn_json(host=f"http://127.0.0.1:{refused_port()}", max_retries=0)
+    )
+    ok, message = VeoHook().test_connection()
+    assert ok is False
+    assert "127.0.0.1" in message
+
+
+# --------------------------------------------------------------------------------------------
+# Create
+# --------------------------------------------------------------------------------------------
+
+
+def test_create_text_only_is_multipart(hook: VeoHook, requests_mock: Any) -> None:
+    requests_mock.post(CREATE_URL, json=job_json())
+    job = hook.create_video("a cat surfing", model="veo3.1", seconds="8", size="1920x1080")
+    assert job.video_id == VIDEO_ID
+    [request] = requests_mock.request_history
+    content_type = request.headers["Content-Type"]
+    assert content_type.startswith("multipart/form-data; boundary=")
+    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
+    parts = multipart_parts(content_type, request.body)
+    assert [(p.name, p.content.decode(), p.filename) for p in parts] == [
+        ("model", "veo3.1", None),
+        ("prompt", "a cat surfing", None),
+        ("seconds", "8", None),
+        ("size", "1920x1080", None),
+    ]
+
+
+def test_create_minimal_fields(hook: VeoHook, requests_mock: Any) -> None:
+    requests_mock.post(CREATE_URL, json=job_json())
+    hook.create_video("a dog")
+    request = requests_mock.last_request
+    assert request.headers["Content-Type"].startswith("multipart/form-data")
+    parts = multipart_parts(request.headers["Content-Type"], request.body)
+    assert [(p.name, p.content.decode()) for p in parts] == [("model", "veo3.1-fast"), ("prompt", "a dog")]
+
+
+def test_create_fixed_seconds_model_omits_seconds(hook: VeoHook, requests_mock: Any, logs: Any) -> None:
+    requests_mock.post(CREATE_URL, json=job_json())
+    hook.create_video("a dog", model="veo3-pro", seconds=8, size="9x16")
+    request = requests_mock.last_request
+    names = [p.name for p in multipart_parts(request.headers["Content-Type"], request.body)]
+    assert names == ["model", "prompt", "size"]
+    assert any("seconds` is not sent" in line for line in logs.lines("warning"))
+
+
+def test_create_references_from_path_and_file_uri(hook: VeoHook, requests_mock: Any, tmp_path: Path) -> None:
+    first = tmp_path / "first.png"
+    first.write_bytes(PNG)
+    last = tmp_path / "last frame.jpg"
+    last.write_bytes(JPEG)
+    requests_mock.post(CREATE_URL, json=job_json())
+    hook.create_video("a cat", model="veo3.1", input_reference=[str(first), f"file://{last}"])
+    [request] = _posts(requests_mock)
+    parts = multipart_parts(request.headers["Content-Type"], request.body)
+    assert [p.name for p in parts] == ["model", "prompt", "input_reference", "input_reference"]
+    assert [(p.filename, p.content_type, p.content) for p in parts[2:]] == [
+        ("first.png", "image/png", PNG),
+        ("last frame.jpg", "image/jpeg", JPEG),
+    ]
+
+
+def test_create_reference_from_url_without_credentials(
+    hook: VeoHook, requests_mock: Any, tmp_path: Path
+) -> None:
+    image_url = "https://images.test/frames/first.webp?token=public"
+    requests_mock.get(image_url, content=WEBP, headers={"Content-Type": "application/octet-stream"})
+    last = tmp_path / "last.png"
+    last.write_bytes(PNG)
+    requests_mock.post(CREATE_URL, json=job_json())
+    hook.create_video("a cat", model="veo3.1", input_reference=[image_url, last])
+    [fetch] = _gets(requests_mock, image_url)
+    assert "Authorization" not in fetch.headers
+    assert API_KEY not in json.dumps(dict(fetch.headers))
+    [request] = _posts(requests_mock)
+    assert requests_mock.request_history.index(fetch) < requests_mock.request_history.index(request)
+    parts = multipart_parts(request.headers["Content-Type"], request.body)
+    assert [(p.name, p.filename, p.content_type, p.content) for p in parts[2:]] == [
+        ("input_reference", "first.webp", "image/webp", WEBP),
+        ("input_reference", "last.png", "image/png", PNG),
+    ]
+
+
+def test_create_missing_reference_fails_before_post(
+    hook: VeoHook, requests_mock: Any, tmp_path: Path
+) -> None:
+    requests_mock.post(CREATE_URL, json=job_json())
+    missing = tmp_path / "nope.png"
+    with pytest.raises(VeoInputError) as info:
+        hook.create_video("a cat", input_reference=str(missing))
+    assert info.value.field == "input_reference"
+    assert str(missing) in str(info.value)
+    assert not _posts(requests_mock)
+
+
+def test_create_non_image_fails_before_post(hook: VeoHook, requests_mock: Any, tmp_path: Path) -> None:
+    requests_mock.post(CREATE_URL, json=job_json())
+    text = tmp_path / "frame.png"
+    text.write_text("not really a png")
+    with pytest.raises(VeoInputError, match="not a PNG, JPEG or WebP"):
+        hook.create_video("a cat", input_reference=str(text))
+    assert not _posts(requests_mock)
+
+
+def test_create_second_bad_reference_fails_before_post(
+    hook: VeoHook, requests_mock: Any, tmp_path: Path
+) -> None:
+    requests_mock.post(CREATE_URL, json=job_json())
+    good = tmp_path / "a.png"
+    good.write_bytes(PNG)
+    bad = tmp_path / "b.gif"
+    bad.write_bytes(b"GIF89a" + bytes(32))
+    with pytest.raises(VeoInputError, match="item 1"):
+        hook.create_video("a cat", model="veo3.1", input_reference=[str(good), str(bad)])
+    assert not _posts(requests_mock)
+
+
+def test_create_oversized_reference_fails_before_post(
+    hook: VeoHook, requests_mock: Any, tmp_path: Path
+) -> None:
+    requests_mock.post(CREATE_URL, json=job_json())
+    big = tmp_path / "big.png"
+    with big.open("wb") as out:
+        out.write(PNG)
+        out.truncate(api.MAX_REFERENCE_BYTES + 1)
+    with pytest.raises(VeoInputError, match="limit is 20 MiB"):
+        hook.create_video("a cat", input_reference=str(big))
+    assert not _posts(requests_mock)
+
+
+def test_create_reference_url_errors_fail_before_post(hook: VeoHook, requests_mock: Any) -> None:
+    requests_mock.post(CREATE_URL, json=job_json())
+    requests_mock.get("https://images.test/gone.png", status_code=404)
+    with pytest.raises(VeoInputError, match="HTTP 404"):
+        hook.create_video("a cat", input_reference="https://images.test/gone.png")
+    requests_mock.get("https://images.test/down.png", exc=requests.ConnectionError("refused"))
+    with pytest.raises(VeoInputError, match="cannot be read"):
+        hook.create_video("a cat", input_reference="https://images.test/down.png")
+    assert not _posts(requests_mock)
+
+
+def test_create_invalid_input_sends_nothing(hook: VeoHook, requests_mock: Any) -> None:
+    with pytest.raises(VeoInputError):
+        hook.create_video("a cat", seconds=5)
+    assert not requests_mock.request_history
+
+
+# --------------------------------------------------------------------------------------------
+# Retries
+# --------------------------------------------------------------------------------------------
+
+
+def test_get_retries_429_honouring_retry_after(
+    hook: VeoHook, requests_mock: Any, sleeps: list[float]
+) -> None:
+    requests_mock.get(
+        JOB_URL,
+        [
+            {"status_code": 429, "json": error_json("too many requests"), "headers": {"Retry-After": "3"}},
+            {"json": job_json(status="in_progress")},
+        ],
+    )
+    assert hook.get_video(VIDEO_ID).status == "in_progress"
+    assert requests_mock.call_count == 2
+    assert len(sleeps) == 1
+    assert 3.0 <= sleeps[0] < 3.01
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 524])
+def test_get_retries_server_errors(
+    hook: VeoHook, requests_mock: Any, sleeps: list[float], status: int
+) -> None:
+    requests_mock.get(
+        JOB_URL,
+        [
+            {"status_code": status, "json": error_json("upstream trouble")},
+            {"status_code": status, "text": "<html>gateway</html>"},
+            {"json": job_json(status="completed")},
+        ],
+    )
+    assert hook.get_video(VIDEO_ID).status == "completed"
+    assert requests_mock.call_count == 3
+    assert len(sleeps) == 2
+    assert all(0 <= s <= 0.01 for s in sleeps)
+
+
+def test_get_retries_connection_errors(hook: VeoHook, requests_mock: Any, sleeps: list[float]) -> None:
+    requests_mock.get(
+        JOB_URL,
+        [
+            {"exc": requests.ConnectionError("connection reset")},
+            {"exc": requests.ReadTimeout("read timed out")},
+            {"json": job_json()},
+        ],
+    )
+    assert hook.get_video(VIDEO_ID).video_id == VIDEO_ID
+    assert requests_mock.call_count == 3
+    assert len(sleeps) == 2
+
+
+def test_get_gives_up_after_max_retries(
+    monkeypatch: pytest.MonkeyPatch, requests_mock: Any, sleeps: list[float]
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(max_retries=2))
+    requests_mock.get(JOB_URL, status_code=503, json=error_json("no available channel", "model_not_found"))
+    with pytest.raises(VeoTransientError, match="no available channel") as info:
+        VeoHook().get_video(VIDEO_ID)
+    assert info.value.status_code == 503
+    assert requests_mock.call_count == 3
+    assert len(sleeps) == 2
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 524])
+def test_post_not_retried_after_server_error(
+    hook: VeoHook, requests_mock: Any, sleeps: list[float], status: int
+) -> None:
+    requests_mock.post(CREATE_URL, status_code=status, json=error_json("upstream died (request id: r-9)"))
+    with pytest.raises(VeoSubmissionUncertainError) as info:
+        hook.create_video("a cat")
+    assert len(_posts(requests_mock)) == 1
+    assert not sleeps
+    message = str(info.value)
+    assert "may have received" in message
+    assert "second job" in message
+    assert "(request id: r-9)" in message
+    assert f"HTTP {status}" in message
+
+
+def test_post_not_retried_after_read_timeout(hook: VeoHook, requests_mock: Any, sleeps: list[float]) -> None:
+    requests_mock.post(CREATE_URL, exc=requests.ReadTimeout("read timed out"))
+    with pytest.raises(VeoSubmissionUncertainError, match="not sent again"):
+        hook.create_video("a cat")
+    assert len(_posts(requests_mock)) == 1
+    assert not sleeps
+
+
+def test_post_not_retried_after_connection_reset(
+    hook: VeoHook, requests_mock: Any, sleeps: list[float]
+) -> None:
+    requests_mock.post(CREATE_URL, exc=requests.ConnectionError("Connection aborted: reset by peer"))
+    with pytest.raises(VeoSubmissionUncertainError):
+        hook.create_video("a cat")
+    assert len(_posts(requests_mock)) == 1
+
+
+def test_post_retried_after_429(hook: VeoHook, requests_mock: Any, sleeps: list[float]) -> None:
+    requests_mock.post(
+        CREATE_URL,
+        [
+            {"status_code": 429, "json": error_json("saturated"), "headers": {"Retry-After": "1"}},
+            {"json": job_json(status="queued")},
+        ],
+    )
+    assert hook.create_video("a cat").video_id == VIDEO_ID
+    posts = _posts(requests_mock)
+    assert len(posts) == 2
+    first, second = (multipart_parts(r.headers["Content-Type"], r.body) for r in posts)
+    assert first == second
+    assert [p.name for p in second] == ["model", "prompt"]
+    assert len(sleeps) == 1 and sleeps[0] >= 1.0
+
+
+def test_post_retried_after_connect_timeout(hook: VeoHook, requests_mock: Any, sleeps: list[float]) -> None:
+    requests_mock.post(
+        CREATE_URL, [{"exc": requests.ConnectTimeout("connect timed out")}, {"json": job_json()}]
+    )
+    assert hook.create_video("a cat").video_id == VIDEO_ID
+    assert len(_posts(requests_mock)) == 2
+
+
+def test_post_retried_after_refused_connection(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sleeps: list[float]
+) -> None:
+    port = refused_port()
+    monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(host=f"http://127.0.0.1:{port}", max_retries=2))
+    hook = VeoHook()
+    attempts: list[str] = []
+    real_request = hook._session.request
+
+    def counting_request(method: str, url: str, **kwargs: Any) -> requests.Response:
+        attempts.append(f"{method} {url}")
+        return real_request(method, url, **kwargs)
+
+    monkeypatch.setattr(hook._session, "request", counting_request)
+    with pytest.raises(VeoTransientError) as info:
+        hook.create_video("a cat")
+    assert not isinstance(info.value, VeoSubmissionUncertainError)
+    assert info.value.request_may_have_arrived is False
+    assert attempts == [f"POST http://127.0.0.1:{port}/v1/videos"] * 3
+    assert len(sleeps) == 2
+    assert f"127.0.0.1:{port}" in str(info.value)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_4xx_fails_at_once_with_api_message(
+    hook: VeoHook, requests_mock: Any, sleeps: list[float], method: str
+) -> None:
+    message = "prompt violates the content policy (request id: 2025120512345)"
+    requests_mock.register_uri(
+        method,
+        JOB_URL if method == "GET" else CREATE_URL,
+        status_code=400,
+        json=error_json(message, "invalid_request"),
+    )
+    with pytest.raises(VeoBadRequestError) as info:
+        hook.get_video(VIDEO_ID) if method == "GET" else hook.create_video("a cat")
+    assert requests_mock.call_count == 1
+    assert not sleeps
+    assert message in str(info.value)
+    assert "invalid_request" in str(info.value)
+
+
+def test_500_invalid_request_not_retried(hook: VeoHook, requests_mock: Any, sleeps: list[float]) -> None:
+    requests_mock.get(JOB_URL, status_code=500, json=error_json("bad id", "invalid_request"))
+    with pytest.raises(VeoBadRequestError):
+        hook.get_video(VIDEO_ID)
+    assert requests_mock.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "kind"),
+    [
+        (401, "Invalid token", VeoAuthenticationError),
+        (402, "Payment required", VeoInsufficientCreditError),
+        (403, "user quota is not enough", VeoInsufficientCreditError),
+        (403, "this token may not use veo3.1", VeoPermissionError),
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_typed_errors(
+    hook: VeoHook, requests_mock: Any, sleeps: list[float], status: int, message: str, kind: type, method: str
+) -> None:
+    requests_mock.get(JOB_URL, status_code=status, json=error_json(message))
+    requests_mock.post(CREATE_URL, status_code=status, json=error_json(message))
+    with pytest.raises(kind, match=message):
+        hook.get_video(VIDEO_ID) if method == "GET" else hook.create_video("a cat")
+    assert requests_mock.call_count == 1
+    assert not sleeps
+
+
+def test_invalid_json_answer(hook: VeoHook, requests_mock: Any) -> None:
+    requests_mock.get(JOB_URL, text="<html>hello</html>")
+    with pytest.raises(api.VeoAPIError, match="invalid JSON"):
+        hook.get_video(VIDEO_ID)
+
+
+# --------------------------------------------------------------------------------------------
+# The key never leaks
+# --------------------------------------------------------------------------------------------
+
+
+def _echo(request: Any, context: Any) -> dict[str, Any]:
+    """A server that puts the key it was sent into its error message."""
+    return error_json(f"token {request.headers['Authorization']} rejected (request id: e-1)")
+
+
+def test_key_never_in_errors_or_logs(
+    hook: VeoHook, requests_mock: Any, sleeps: list[float], logs: Any
+) -> None:
+    requests_mock.get(
+        JOB_URL,
+        [
+            {"status_code": 503, "json": _echo},
+            {"status_code": 429, "json": _echo},
+            {"status_code": 401, "json": _echo},
+        ],
+    )
+    with pytest.raises(VeoAuthenticationError) as info:
+        hook.get_video(VIDEO_ID)
+    assert requests_mock.call_count == 3
+    assert "(request id: e-1)" in str(info.value)
+    assert API_KEY not in str(info.value)
+    assert API_KEY not in repr(info.value.args)
+    assert len(logs.lines("warning")) >= 2, "the retries were not logged"
+    assert "(request id: e-1)" in logs.text
+    assert API_KEY not in logs.text
+
+
+def test_key_never_in_post_errors_or_logs(
+    hook: VeoHook, requests_mock: Any, sleeps: list[float], logs: Any
+) -> None:
+    requests_mock.post(CREATE_URL, [{"status_code": 429, "json": _echo}, {"status_code": 502, "json": _echo}])
+    with pytest.raises(VeoSubmissionUncertainError) as info:
+        hook.create_video("a cat")
+    assert len(_posts(requests_mock)) == 2
+    assert "rejected" in str(info.value)
+    assert API_KEY not in str(info.value)
+    assert logs.lines("warning")
+    assert API_KEY not in logs.text
+
+
+def test_key_never_in_async_errors_or_logs(logs: Any) -> None:
+    async def run() -> None:
+        statuses = iter([503, 401])
+        with respx.mock(assert_all_called=True) as router:
+
+            def echo(request: httpx.Request) -> httpx.Response:
+                return httpx.Response(
+                    next(statuses), json=error_json(f"token {request.headers['Authorization']} rejected")
+                )
+
+            router.get(JOB_URL).mock(side_effect=echo)
+            async with VeoHook().async_client() as client:
+                with pytest.raises(VeoAuthenticationError) as info:
+                    await client.get_video(VIDEO_ID)
+            assert len(router.calls) == 2
+            assert "rejected" in str(info.value)
+            assert API_KEY not in str(info.value)
+
+    asyncio.run(run())
+    assert logs.lines("warning")
+    assert API_KEY not in logs.text
+
+
+# --------------------------------------------------------------------------------------------
+# Download
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chunk_sizes(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int | None]]:
+    """The ``chunk_size`` of every ``Response.iter_content`` call, by URL."""
+    sizes: dict[str, list[int | None]] = {}
+    real = requests.Response.iter_content
+
+    def spy(self: requests.Response, chunk_size: int | None = 1, decode_unicode: bool = False) -> Any:
+        sizes.setdefault(self.url, []).append(chunk_size)
+        return real(self, chunk_size=chunk_size, decode_unicode=decode_unicode)
+
+    monkeypatch.setattr(requests.Response, "iter_content", spy)
+    return sizes
+
+
+def _mp4_headers(content: bytes) -> dict[str, str]:
+    return {"Content-Length": str(len(content)), "Content-Type": "video/mp4"}
+
+
+def test_download_from_video_url(
+    hook: VeoHook, requests_mock: Any, tmp_path: Path, chunk_sizes: dict[str, list[int | None]]
+) -> None:
+    content = mp4_bytes(int(2.5 * MIB))
+    requests_mock.get(JOB_URL, json=_completed(model="veo3.1", seconds="8", size="1920x1080"))
+    requests_mock.get(CDN_URL, content=content, headers=_mp4_headers(content))
+    destination = tmp_path / "clip.mp4"
+    result = hook.download_video(VIDEO_ID, str(destination))
+    assert destination.read_bytes() == content
+    assert result == {
+        "video_id": VIDEO_ID,
+        "uri": str(destination.resolve()),
+        "bytes": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "content_type": "video/mp4",
+        "model": "veo3.1",
+        "seconds": "8",
+        "size": "1920x1080",
+    }
+    [job_read] = _gets(requests_mock, JOB_URL)
+    assert job_read.headers["Authorization"] == f"Bearer {API_KEY}"
+    [fetch] = _gets(requests_mock, CDN_URL)
+    assert "Authorization" not in fetch.headers
+    assert fetch.stream is True
+    assert not _gets(requests_mock, CONTENT_URL)
+    [download_chunk_size] = chunk_sizes[CDN_URL]
+    assert download_chunk_size is not None and download_chunk_size >= MIB
+    assert sorted(os.listdir(tmp_path)) == ["clip.mp4"]
+
+
+def test_download_uses_content_endpoint_with_key(hook: VeoHook, requests_mock: Any, tmp_path: Path) -> None:
+    content = mp4_bytes(4096)
+    requests_mock.get(CONTENT_URL, content=content, headers={"Content-Type": "video/mp4; codecs=avc1"})
+    job = VideoJob.from_json(_completed(video_url=None))
+    result = hook.download_video(VIDEO_ID, tmp_path / "c.mp4", job=job)
+    [fetch] = requests_mock.request_history
+    assert fetch.url == CONTENT_URL
+    assert fetch.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert result["content_type"] == "video/mp4"
+    assert result["sha256"] == hashlib.sha256(content).hexdigest()
+    assert (tmp_path / "c.mp4").read_bytes() == content
+
+
+def test_download_to_folder_uses_safe_id(hook: VeoHook, requests_mock: Any, tmp_path: Path) -> None:
+    content = mp4_bytes(1000)
+    requests_mock.get(CDN_URL, content=content, headers=_mp4_headers(content))
+    folder = tmp_path / "videos"
+    result = hook.download_video(VIDEO_ID, f"{folder}/", job=VideoJob.from_json(_completed()))
+    expected = folder / api.video_filename(VIDEO_ID)
+    assert result["uri"] == str(expected.resolve())
+    assert expected.read_bytes() == content
+    assert ":" not in expected.name
+    assert os.listdir(folder) == [expected.name]
+
+
+def test_download_to_file_uri(hook: VeoHook, requests_mock: Any, tmp_path: Path) -> None:
+    content = mp4_bytes(1000)
+    requests_mock.get(CDN_URL, content=content, headers=_mp4_headers(content))
+    result = hook.download_video(VIDEO_ID, f"file://{tmp_path}/out.mp4", job=VideoJob.from_json(_completed()))
+    assert (tmp_path / "out.mp4").read_bytes() == content
+    assert result["uri"] == str((tmp_path / "out.mp4").resolve())
+    assert result["bytes"] == 1000
+
+
+def test_download_to_object_store(hook: VeoHook, requests_mock: Any, memory_bucket: str) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    content = mp4_bytes(3000)
+    requests_mock.get(CDN_URL, content=content, headers=_mp4_headers(content))
+    result = hook.download_video(
+        VIDEO_ID, f"memory://{memory_bucket}/videos/", job=VideoJob.from_json(_completed())
+    )
+    written = ObjectStoragePath(f"memory://{memory_bucket}/videos/{api.video_filename(VIDEO_ID)}")
+    assert written.read_bytes() == content
+    assert result["uri"].startswith("memory://")
+    assert result["uri"].endswith(f"/videos/{api.video_filename(VIDEO_ID)}")
+    assert result["sha256"] == hashlib.sha256(content).hexdigest()
+
+
+def test_download_truncated_leaves_nothing(hook: VeoHook, requests_mock: Any, tmp_path: Path) -> None:
+    content = mp4_bytes(1000)
+    short = {"Content-Length": "5000", "Content-Type": "video/mp4"}
+    requests_mock.get(JOB_URL, json=_completed())
+    requests_mock.get(CDN_URL, content=content, headers=short)
+    requests_mock.get(CONTENT_URL, content=content, headers=short)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(VeoDownloadError, match="truncated: 1000 of 5000"):
+        hook.download_video(VIDEO_ID, folder / "clip.mp4")
+    assert os.listdir(folder) == []
+    assert len(_gets(requests_mock, CDN_URL)) == 1
+    assert len(_gets(requests_mock, CONTENT_URL)) == 2
+
+
+def test_download_not_mp4_leaves_nothing(hook: VeoHook, requests_mock: Any, tmp_path: Path) -> None:
+    page = b"<html><body>AccessDenied</body></html>"
+    requests_mock.get(JOB_URL, json=_completed())
+    requests_mock.get(CDN_URL, content=page, headers={"Content-Length": str(len(page))})
+    requests_mock.get(CONTENT_URL, content=page)
+    with pytest.raises(VeoDownloadError, match="not an MP4"):
+        hook.download_video(VIDEO_ID, f"{tmp_path}/")
+    assert os.listdir(tmp_path) == []
+
+
+def test_download_keeps_an_existing_file_on_failure(
+    hook: VeoHook, requests_mock: Any, tmp_path: Path
+) -> None:
+    destination = tmp_path / "clip.mp4"
+    destination.write_bytes(b"previous video")
+    requests_mock.get(JOB_URL, json=_completed())
+    requests_mock.get(CDN_URL, content=b"junk", headers={"Content-Length": "4"})
+    requests_mock.get(CONTENT_URL, content=b"junk")
+    with pytest.raises(VeoDownloadError):
+        hook.download_video(VIDEO_ID, destination)
+    assert os.listdir(tmp_path) == ["clip.mp4"]
+    assert destination.read_bytes() == b"previous video"
+
+
+def test_download_expired_url_reads_the_job_again(hook: VeoHook, requests_mock: Any, tmp_path: Path) -> None:
+    fresh_url = "https://cdn.test/files/video.mp4?sig=fresh"
+    content = mp4_bytes(2048)
+    requests_mock.get(CDN_URL, status_code=403, text="<Error>Request has expired</Error>")
+    requests_mock.get(JOB_URL, json=_completed(video_url=fresh_url))
+    requests_mock.get(fresh_url, content=content, headers=_mp4_headers(content))
+    result = hook.download_video(VIDEO_ID, tmp_path / "clip.mp4", job=VideoJob.from_json(_completed()))
+    assert [r.url for r in requests_mock.request_history] == [CDN_URL, JOB_URL, fresh_url]
+    assert "Authorization" not in requests_mock.request_history[2].headers
+    assert result["sha256"] == hashlib.sha256(content).hexdigest()
+    assert (tmp_path / "clip.mp4").read_bytes() == content
+
+
+def test_download_same_expired_url_falls_back_to_content(
+    hook: VeoHook, requests_mock: Any, tmp_path: Path
+) -> None:
+    content = mp4_bytes(2048)
+    requests_mock.get(CDN_URL, status_code=410)
+    requests_mock.get(JOB_URL, json=_completed())
+    requests_mock.get(CONTENT_URL, content=content)
+    result = hook.download_video(VIDEO_ID, tmp_path / "clip.mp4", job=VideoJob.from_json(_completed()))
+    assert [r.url for r in requests_mock.request_history] == [CDN_URL, JOB_URL, CONTENT_URL]
+    assert result["bytes"] == 2048
+
+
+def test_download_of_unfinished_job_refused(hook: VeoHook, requests_mock: Any, tmp_path: Path) -> None:
+    requests_mock.get(JOB_URL, json=job_json(status="in_progress"))
+    with pytest.raises(VeoDownloadError, match="not completed"):
+        hook.download_video(VIDEO_ID, tmp_path / "clip.mp4")
+    assert os.listdir(tmp_path) == []
+    assert requests_mock.call_count == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Async client (for the trigger)
+# --------------------------------------------------------------------------------------------
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_async_get_video_parses() -> None:
+    async def run() -> VideoJob:
+        with respx.mock(assert_all_called=True) as router:
+            route = router.get(JOB_URL).respond(200, json=job_json(status="in_progress", progress=55))
+            async with VeoHook().async_client() as client:
+                job = await client.get_video(VIDEO_ID)
+            assert route.calls.last.request.headers["Authorization"] == f"Bearer {API_KEY}"
+            return job
+
+    job = _run(run())
+    assert (job.video_id, job.status, job.progress) == (VIDEO_ID, "in_progress", 55)
+
+
+def test_async_get_video_retries_503() -> None:
+    async def run() -> tuple[VideoJob, int]:
+        with respx.mock(assert_all_called=True) as router:
+            route = router.get(JOB_URL).mock(
+                side_effect=[
+                    httpx.Response(503, json=error_json("no available channel", "model_not_found")),
+                    httpx.ConnectError("refused"),
+                    httpx.Response(200, json=_completed()),
+                ]
+            )
+            async with VeoHook().async_client() as client:
+                job = await client.get_video(VIDEO_ID)
+            return job, route.call_count
+
+    job, calls = _run(run())
+    assert job.status == "completed"
+    assert job.video_url == CDN_URL
+    assert calls == 3
+
+
+def test_async_get_video_typed_error_on_401() -> None:
+    async def run() -> int:
+        with respx.mock(assert_all_called=True) as router:
+            route = router.get(JOB_URL).respond(401, json=error_json("Invalid token (request id: z)"))
+            async with VeoHook().async_client() as client:
+                with pytest.raises(VeoAuthenticationError, match=r"Invalid token \(request id: z\)"):
+                    await client.get_video(VIDEO_ID)
+            return route.call_count
+
+    assert _run(run()) == 1
+
+
+def test_async_gives_up_after_max_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(max_retries=1))
+
+    async def run() -> int:
+        with respx.mock() as router:
+            route = router.get(JOB_URL).respond(502, text="bad gateway")
+            async with VeoHook().async_client() as client:
+                with pytest.raises(VeoTransientError, match="bad gateway"):
+                    await client.get_video(VIDEO_ID)
+            return route.call_count
+
+    assert _run(run()) == 2
+
+
+def test_async_client_reads_the_connection_without_blocking(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the synchronous get_connection was called in the event loop")
+
+    monkeypatch.setattr(VeoHook, "get_connection", forbidden)
+    awaited: list[str] = []
+    real = VeoHook.aget_connection.__func__  # type: ignore[attr-defined]
+
+    async def spy(cls: type[VeoHook], conn_id: str) -> Any:
+        awaited.append(conn_id)
+        return await real(cls, conn_id)
+
+    monkeypatch.setattr(VeoHook, "aget_connection", classmethod(spy))
+
+    async def run() -> VideoJob:
+        with respx.mock() as router:
+            router.get(JOB_URL).respond(200, json=job_json())
+            async with VeoHook().async_client() as client:
+                return await client.get_video(VIDEO_ID)
+
+    assert _run(run()).video_id == VIDEO_ID
+    assert awaited == ["veo_default"]

@@ -1,0 +1,261 @@
+"""VeoTaskTrigger: serialization and the polling loop, against respx."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from airflow_provider_veo.triggers.veo import VeoTaskTrigger
+
+from .conftest import API_KEY, JOB_URL, VIDEO_ID, error_json, job_json
+
+
+def _trigger(**kwargs: Any) -> VeoTaskTrigger:
+    kwargs.setdefault("poll_interval", 0.001)
+    kwargs.setdefault("end_time", time.time() + 60)
+    return VeoTaskTrigger(video_id=VIDEO_ID, **kwargs)
+
+
+def _events(trigger: VeoTaskTrigger) -> list[dict[str, Any]]:
+    async def collect() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    return asyncio.run(asyncio.wait_for(collect(), timeout=10))
+
+
+def _responses(router: respx.MockRouter, *answers: Any) -> respx.Route:
+    return router.get(JOB_URL).mock(side_effect=list(answers))
+
+
+# --------------------------------------------------------------------------------------------
+# Serialization
+# --------------------------------------------------------------------------------------------
+
+
+def test_serialize_round_trip() -> None:
+    trigger = VeoTaskTrigger(
+        video_id=VIDEO_ID, veo_conn_id="my_veo", poll_interval=12, end_time=1_900_000_000.5
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_veo.triggers.veo.VeoTaskTrigger"
+    module_name, _, class_name = classpath.rpartition(".")
+    rebuilt = getattr(importlib.import_module(module_name), class_name)(**kwargs)
+    assert type(rebuilt) is VeoTaskTrigger
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert (rebuilt.video_id, rebuilt.veo_conn_id, rebuilt.poll_interval, rebuilt.end_time) == (
+        VIDEO_ID,
+        "my_veo",
+        12.0,
+        1_900_000_000.5,
+    )
+
+
+def test_serialized_kwargs_are_primitives_without_the_key() -> None:
+    _, kwargs = VeoTaskTrigger(video_id=VIDEO_ID, end_time=1_900_000_000.0).serialize()
+    assert set(kwargs) == {"video_id", "veo_conn_id", "poll_interval", "end_time"}
+    assert all(type(v) in (str, int, float, bool) for v in kwargs.values()), kwargs
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert API_KEY not in json.dumps(kwargs)
+    assert kwargs["veo_conn_id"] == "veo_default"
+
+
+def test_default_end_time_is_a_fixed_deadline() -> None:
+    before = time.time()
+    trigger = VeoTaskTrigger(video_id=VIDEO_ID)
+    assert before + 3000 < trigger.end_time < time.time() + 4000
+    # A trigger rebuilt by another triggerer keeps the same deadline, not a fresh one.
+    assert VeoTaskTrigger(**trigger.serialize()[1]).end_time == trigger.end_time
+
+
+# --------------------------------------------------------------------------------------------
+# run()
+# --------------------------------------------------------------------------------------------
+
+
+def test_completed_yields_one_success_event() -> None:
+    completed = job_json(status="completed", progress=100, video_url="https://cdn.test/v.mp4")
+    with respx.mock() as router:
+        route = _responses(
+            router,
+            httpx.Response(200, json=job_json(status="queued")),
+            httpx.Response(200, json=job_json(status="in_progress", progress=50)),
+            httpx.Response(200, json=completed),
+        )
+        events = _events(_trigger())
+    assert route.call_count == 3
+    assert len(events) == 1
+    event = events[0]
+    assert event["status"] == "success"
+    assert event["video_id"] == VIDEO_ID
+    assert event["job"]["status"] == "completed"
+    assert event["job"]["video_url"] == "https://cdn.test/v.mp4"
+    assert event["job"]["video_id"] == VIDEO_ID
+    json.dumps(event)
+
+
+@pytest.mark.parametrize("status", ["failed", "error", "FAILED"])
+def test_failed_or_error_yields_failed_event(status: str) -> None:
+    failed = job_json(status=status, error={"code": "content_policy_violation", "message": "refused"})
+    with respx.mock() as router:
+        _responses(
+            router, httpx.Response(200, json=job_json(status="in_progress")), httpx.Response(200, json=failed)
+        )
+        events = _events(_trigger())
+    assert len(events) == 1
+    [event] = events
+    assert event["status"] == "failed"
+    assert event["job"]["error_code"] == "content_policy_violation"
+    assert "content_policy_violation" in event["message"]
+    assert "refused" in event["message"]
+
+
+def test_unknown_status_keeps_polling(logs: Any) -> None:
+    with respx.mock() as router:
+        route = _responses(
+            router,
+            httpx.Response(200, json=job_json(status="RENDERING")),
+            httpx.Response(200, json=job_json(status="RENDERING")),
+            httpx.Response(200, json=job_json(status="SUCCESS", progress=100)),
+        )
+        events = _events(_trigger())
+    assert route.call_count == 3
+    assert [e["status"] for e in events] == ["success"]
+    unknown = [line for line in logs.lines("warning") if "RENDERING" in line]
+    assert len(unknown) == 1
+
+
+def test_transient_errors_keep_polling() -> None:
+    with respx.mock() as router:
+        route = _responses(
+            router,
+            *[httpx.Response(503, json=error_json("no available channel", "model_not_found"))] * 7,
+            httpx.ConnectError("connection refused"),
+            httpx.Response(502, text="<html>bad gateway</html>"),
+            httpx.Response(200, json=job_json(status="completed")),
+        )
+        events = _events(_trigger())
+    assert route.call_count == 10
+    assert [e["status"] for e in events] == ["success"]
+
+
+def test_401_yields_error_event() -> None:
+    with respx.mock() as router:
+        route = router.get(JOB_URL).respond(401, json=error_json("Invalid token (request id: q-1)"))
+        events = _events(_trigger())
+    assert route.call_count == 1
+    assert len(events) == 1
+    [event] = events
+    assert event["status"] == "error"
+    assert event["video_id"] == VIDEO_ID
+    assert "Invalid token (request id: q-1)" in event["message"]
+    assert event["job"] is None
+
+
+def test_404_yields_error_event() -> None:
+    with respx.mock() as router:
+        router.get(JOB_URL).respond(404, json=error_json("task not found"))
+        events = _events(_trigger())
+    assert [e["status"] for e in events] == ["error"]
+
+
+def test_missing_connection_key_yields_error_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VEO_DEFAULT", json.dumps({"conn_type": "veo", "host": "http://api.test"})
+    )
+    with respx.mock(assert_all_called=False) as router:
+        route = router.get(JOB_URL).respond(200, json=job_json())
+        events = _events(_trigger())
+        assert route.call_count == 0
+    assert [e["status"] for e in events] == ["error"]
+    assert "no API key" in events[0]["message"]
+
+
+def test_end_time_in_the_past_yields_timeout() -> None:
+    with respx.mock() as router:
+        route = router.get(JOB_URL).respond(200, json=job_json(status="in_progress"))
+        events = _events(_trigger(end_time=time.time() - 1))
+    assert route.call_count == 1
+    assert len(events) == 1
+    assert events[0]["status"] == "timeout"
+    assert events[0]["video_id"] == VIDEO_ID
+
+
+def test_deadline_reached_while_polling_yields_timeout() -> None:
+    with respx.mock() as router:
+        route = router.get(JOB_URL).respond(200, json=job_json(status="in_progress"))
+        events = _events(_trigger(poll_interval=0.05, end_time=time.time() + 0.3))
+    assert [e["status"] for e in events] == ["timeout"]
+    assert 2 <= route.call_count <= 10
+
+
+def test_completed_even_after_deadline_is_success() -> None:
+    with respx.mock() as router:
+        router.get(JOB_URL).respond(200, json=job_json(status="completed"))
+        events = _events(_trigger(end_time=time.time() - 1))
+    assert [e["status"] for e in events] == ["success"]
+
+
+def test_only_gets_and_one_client_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    created: list[httpx.AsyncClient] = []
+
+    class CountingClient(httpx.AsyncClient):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            created.append(self)
+
+    monkeypatch.setattr(httpx, "AsyncClient", CountingClient)
+    with respx.mock() as router:
+        _responses(
+            router,
+            *[
+                httpx.Response(200, json=job_json(status="in_progress", progress=p))
+                for p in range(0, 100, 10)
+            ],
+            httpx.Response(503),
+            httpx.Response(200, json=job_json(status="completed")),
+        )
+        events = _events(_trigger())
+        methods = {call.request.method for call in router.calls}
+        paths = {call.request.url.path for call in router.calls}
+        auth = {call.request.headers.get("Authorization") for call in router.calls}
+        assert len(router.calls) == 12
+    assert methods == {"GET"}
+    assert paths == {"/v1/videos/veo3.1:1764905797-816jUFZAkM"}
+    assert auth == {f"Bearer {API_KEY}"}
+    assert len(created) == 1
+    assert created[0].is_closed
+    assert len(events) == 1
+
+
+def test_polls_at_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(delay: float, *args: Any) -> Any:
+        slept.append(delay)
+        return await real_sleep(0)
+
+    with respx.mock() as router:
+        _responses(
+            router,
+            *[httpx.Response(200, json=job_json(status="in_progress"))] * 3,
+            httpx.Response(200, json=job_json(status="completed")),
+        )
+        monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+        events = _events(_trigger(poll_interval=15))
+    assert [e["status"] for e in events] == ["success"]
+    assert len(slept) == 3
+    assert all(15 <= s <= 16.5 for s in slept), slept
+
+
+def test_on_kill_logs_the_video_id(logs: Any) -> None:
+    asyncio.run(_trigger().on_kill())
+    warnings = logs.lines("warning")
+    assert any(VIDEO_ID in line and "no cancel endpoint" in line for line in warnings), warnings
