@@ -65,7 +65,8 @@ MODELS: Mapping[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("veo3.1-fast", seconds=(4, 6, 8), sizes=VIDEO_SIZES, max_references=1),
-        ModelSpec("veo3.1", seconds=(4, 6, 8), sizes=VIDEO_SIZES, max_references=2),
+        # The self-developed route also serves veo3.1 and takes its orientation hints (seed 002's example).
+        ModelSpec("veo3.1", seconds=(4, 6, 8), sizes=(*VIDEO_SIZES, "16x9", "9x16"), max_references=2),
         _self_developed("veo3.1-pro"),
         _self_developed("veo3-pro"),
         _self_developed("veo3-fast"),
@@ -350,14 +351,20 @@ def _validate_size(value: object, spec: ModelSpec | None) -> str | None:
         if size not in spec.sizes:
             raise VeoInputError("size", f"model {spec.name!r} allows {_allowed(spec.sizes)}, got {value!r}")
         return size
-    match = _SIZE_PATTERN.match(size)
-    if not match or int(match[1]) == 0 or int(match[2]) == 0:
-        raise VeoInputError("size", f"expected 'WxH' such as '16x9' or '9x16', got {value!r}")
-    if int(match[1]) == int(match[2]):
+    if orientation(size) is None:
         raise VeoInputError(
-            "size", f"must be landscape (W > H, e.g. '16x9') or portrait (W < H, e.g. '9x16'), got {value!r}"
+            "size",
+            f"expected 'WxH', landscape (W > H, e.g. '16x9') or portrait (W < H, e.g. '9x16'), got {value!r}",
         )
     return size
+
+
+def orientation(size: str) -> str | None:
+    """``"landscape"`` or ``"portrait"`` for a ``WxH`` hint; ``None`` for anything else, squares included."""
+    match = _SIZE_PATTERN.match(size.strip().lower())
+    if not match or int(match[1]) == 0 or int(match[2]) == 0 or int(match[1]) == int(match[2]):
+        return None
+    return "landscape" if int(match[1]) > int(match[2]) else "portrait"
 
 
 def _reference_items(value: object) -> tuple[str, ...]:

@@ -177,7 +177,7 @@ class VeoHook(BaseHook):
             error = settings.redact(error)  # before it is logged below, not only when raised
             delay = settings.retry.delay_before_retry(attempt, error, method=method)
             if delay is None:
-                raise settings.redact(settings.retry.final_error(error, method=method))
+                raise settings.retry.final_error(error, method=method)
             self.log.warning(
                 "%s %s failed (%s); attempt %d in %.1f s", method, path, error, attempt + 1, delay
             )
@@ -405,7 +405,7 @@ class VeoAsyncClient:
             error = self._settings.redact(error)  # before it is logged below, not only when raised
             delay = retry.delay_before_retry(attempt, error, method="GET")
             if delay is None:
-                raise self._settings.redact(retry.final_error(error, method="GET"))
+                raise retry.final_error(error, method="GET")
             self._warn("GET %s failed (%s); attempt %d in %.1f s", path, error, attempt + 1, delay)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")

@@ -101,10 +101,7 @@ def run_dag(dag: Any, run_conf: dict[str, Any] | None = None) -> RunResult:
     dag_run = dag.test(run_conf=run_conf)
     with create_session() as session:
         instances = session.query(TaskInstance).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id).all()
-        tasks = [
-            TaskRecord(ti.task_id, ti.map_index, _text(ti.state), ti.try_number)
-            for ti in instances
-        ]
+        tasks = [TaskRecord(ti.task_id, ti.map_index, _text(ti.state), ti.try_number) for ti in instances]
         rows = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=dag_run.run_id).all()
         for row in rows:
             for record in tasks:

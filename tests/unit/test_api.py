@@ -715,3 +715,11 @@ def test_api_module_imports_no_airflow() -> None:
 def test_module_logger_name() -> None:
     assert api.log.name == "airflow_provider_veo.api"
     assert isinstance(api.log, logging.Logger)
+
+
+def test_veo31_takes_the_self_developed_routes_orientation_hints() -> None:
+    # Seed 002's own example: model=veo3.1, size=16x9, first and last frame.
+    request = build_request(prompt="p", model="veo3.1", size="16x9", input_reference=["a.png", "b.png"])
+    assert request.size == "16x9" and len(request.references) == 2
+    with pytest.raises(VeoInputError, match="size"):
+        build_request(prompt="p", model="veo3.1-fast", size="16x9")

@@ -1,0 +1,31 @@
+"""Test tooling: a local CometAPI emulator and its pytest fixture.
+
+Names are imported on first use, so that loading the ``veo_emulator`` pytest plugin (registered for
+every pytest run where the provider is installed) does not start importing the HTTP server.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_veo.testing.emulator import (
+        EmulatedJob,
+        FilePart,
+        RecordedRequest,
+        Scenario,
+        VeoEmulator,
+    )
+
+#: A real 1.5-second 320x180 H.264 MP4 at 24 fps: what the emulator serves by default.
+SAMPLE_MP4 = Path(__file__).parent / "data" / "sample.mp4"
+
+__all__ = ["SAMPLE_MP4", "EmulatedJob", "FilePart", "RecordedRequest", "Scenario", "VeoEmulator"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("airflow_provider_veo.testing.emulator"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
