@@ -709,7 +709,10 @@ def video_path(video_id: str) -> str:
     """The retrieve path of a job; ids may hold ``:`` and are escaped as a path segment."""
     from urllib.parse import quote
 
-    return f"{VIDEOS_PATH}/{quote(video_id, safe=':')}"
+    segment = quote(video_id, safe=":")
+    if segment in (".", ".."):  # HTTP clients resolve dot segments away: /v1/videos/.. would be /v1/
+        segment = segment.replace(".", "%2E")
+    return f"{VIDEOS_PATH}/{segment}"
 
 
 _UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")

@@ -44,6 +44,28 @@ def resolve_destination(destination: str | os.PathLike[str], video_id: str) -> P
     return local
 
 
+def check_destination(destination: str | os.PathLike[str]) -> None:
+    """Refuse, before a paid job is submitted, a destination the download could never write to.
+
+    Empty, or local with a folder that cannot be created because its nearest existing ancestor is
+    a file. Permissions and object stores are left to the download, which reports them the same way.
+    """
+    target = resolve_destination(destination, "check")
+    if not _is_local(target):
+        return
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise VeoInputError("destination", f"cannot create folder {target.parent}: {ancestor} is a file")
+
+
+def write_error(target: Path | ObjectStoragePath, exc: OSError) -> VeoInputError:
+    """The error for a failed local write (a full disk, a vanished folder): nothing is left behind."""
+    where = target.parent if _is_local(target) else "the temp folder"
+    return VeoInputError("destination", f"cannot write the video to {where}: {exc}; nothing was left there")
+
+
 def _is_local(target: Path | ObjectStoragePath) -> bool:
     """A plain local path. On Airflow 3.1 (universal_pathlib 0.2) ObjectStoragePath subclasses Path too."""
     return isinstance(target, Path) and not getattr(target, "protocol", "")
@@ -85,9 +107,12 @@ class StagedFile:
     def publish(self) -> None:
         """Move the finished file into place: a rename locally, an upload to an object store."""
         assert self._file is not None and self._temp_path is not None
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as exc:  # ENOSPC may only show when the last buffered bytes are flushed
+            raise write_error(self.target, exc) from exc
         if _is_local(self.target):
             os.replace(self._temp_path, self.target)
             return

@@ -9,6 +9,7 @@ import itertools
 import os
 import ssl
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from airflow_provider_veo.api import (
     VideoJob,
     VideoRequest,
 )
-from airflow_provider_veo.storage import StagedFile, resolve_destination
+from airflow_provider_veo.storage import StagedFile, resolve_destination, write_error
 
 if TYPE_CHECKING:
     import httpx
@@ -330,7 +331,10 @@ class VeoHook(BaseHook):
                 for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
                     if len(head) < 8:
                         head += chunk[:8]
-                    sink.write(chunk)
+                    try:
+                        sink.write(chunk)
+                    except OSError as exc:  # a full disk: not something another attempt mends
+                        raise write_error(target, exc) from exc
                     digest.update(chunk)
                     size += len(chunk)
             except requests.RequestException as exc:
@@ -356,18 +360,60 @@ class VeoHook(BaseHook):
 
     @asynccontextmanager
     async def async_client(self) -> AsyncIterator[VeoAsyncClient]:
-        """An async client for the event loop: the connection is read without blocking it."""
-        import httpx
+        """An async client for the event loop: the connection is read without blocking it.
 
+        The ``httpx.AsyncClient`` underneath is shared by every user of the same connection settings
+        in this event loop (see :func:`_shared_async_client`).
+        """
         settings = await self._asettings()
-        context = await asyncio.to_thread(_ssl_context)
-        async with httpx.AsyncClient(
-            base_url=settings.base_url,
-            headers=settings.auth_headers,
-            timeout=httpx.Timeout(settings.timeout, connect=_CONNECT_TIMEOUT),
-            verify=context,
-        ) as client:
+        async with _shared_async_client(settings) as client:
             yield VeoAsyncClient(client, settings, self.log.warning)
+
+
+@dataclass
+class _SharedClient:
+    client: httpx.AsyncClient
+    users: int = 0
+
+
+#: Per event loop, the ``httpx.AsyncClient`` of each connection's settings and how many use it.
+_SHARED_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Settings, _SharedClient]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@asynccontextmanager
+async def _shared_async_client(settings: _Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """One ``httpx.AsyncClient`` per event loop and connection settings, closed when its last user leaves.
+
+    A triggerer runs hundreds of triggers in one loop: sharing the client lets them share a small pool
+    of keep-alive connections (httpx's default limits: 100 at once, 20 kept idle) instead of each
+    holding its own client and opening a new connection, TLS handshake included, at every poll. That
+    costs less CPU, memory and garbage per poll, and puts fewer connections on the API.
+    """
+    import httpx
+
+    clients = _SHARED_CLIENTS.setdefault(asyncio.get_running_loop(), {})
+    shared = clients.get(settings)
+    if shared is None:
+        context = await asyncio.to_thread(_ssl_context)
+        shared = clients.get(settings)  # Another user may have made it while this one waited.
+        if shared is None:
+            client = httpx.AsyncClient(
+                base_url=settings.base_url,
+                headers=settings.auth_headers,
+                timeout=httpx.Timeout(settings.timeout, connect=_CONNECT_TIMEOUT),
+                verify=context,
+            )
+            shared = clients[settings] = _SharedClient(client)
+    shared.users += 1
+    try:
+        yield shared.client
+    finally:
+        shared.users -= 1
+        if shared.users == 0 and clients.get(settings) is shared:
+            del clients[settings]
+            await shared.client.aclose()
 
 
 class VeoAsyncClient:

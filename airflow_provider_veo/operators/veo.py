@@ -177,7 +177,10 @@ class VeoGenerateVideoOperator(VeoCreateVideoOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_veo.storage import check_destination
+
         with task_outcomes():
+            check_destination(self.destination)  # before paying for a video it could not store
             job = self.submit_or_resume(context)
             if not job.state.is_terminal and self.deferrable:
                 from airflow_provider_veo.triggers.veo import VeoTaskTrigger

@@ -64,7 +64,13 @@ class VeoTaskSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout as exc:
+                raise AirflowSensorTimeout(
+                    f"{exc} Video {self.video_id} did not finish before the deadline; "
+                    "the job may still be running."
+                ) from exc
         if done := self.poke(context):
             return done.xcom_value
         from airflow_provider_veo.triggers.veo import VeoTaskTrigger
