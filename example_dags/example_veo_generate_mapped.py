@@ -1,7 +1,9 @@
 """One task per prompt: create, wait and download in a single deferrable task, mapped over a list.
 
-Each mapped task waits in the triggerer, so a pool caps how many jobs run against CometAPI at once
-without holding worker slots (``airflow pools set veo 5 "CometAPI concurrency"``). A retry of a
+Each mapped task waits in the triggerer and holds no worker slot. To cap how many jobs render at
+CometAPI at once, give the tasks a pool that counts deferred tasks
+(``airflow pools set veo 5 "CometAPI jobs in flight" --include-deferred`` and ``VEO_POOL=veo``):
+a plain pool frees its slot when the task defers, so it would not limit the jobs. A retry of a
 mapped task reconnects to the video it already paid for (Airflow 3.3+).
 """
 
