@@ -709,10 +709,9 @@ def video_path(video_id: str) -> str:
     """The retrieve path of a job; ids may hold ``:`` and are escaped as a path segment."""
     from urllib.parse import quote
 
-    segment = quote(video_id, safe=":")
-    if segment in (".", ".."):  # HTTP clients resolve dot segments away: /v1/videos/.. would be /v1/
-        segment = segment.replace(".", "%2E")
-    return f"{VIDEOS_PATH}/{segment}"
+    if video_id in (".", ".."):  # a dot segment: clients and proxies resolve it away, %2E or not
+        raise VeoAPIError(f"CometAPI answered the video id {video_id!r}, which cannot be used in a URL")
+    return f"{VIDEOS_PATH}/{quote(video_id, safe=':')}"
 
 
 _UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
