@@ -130,6 +130,8 @@ class Scenario:
     #: Serve a generated body of this many bytes (valid ``ftyp`` head, deterministic filler) instead
     #: of the sample clip.
     video_bytes: int | None = None
+    #: Hand out this id instead of a generated one: for testing how clients cope with odd ids.
+    video_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in TERMINAL_STATUSES:
@@ -1077,7 +1079,7 @@ class VeoEmulator:
                 _fail_post(failure, model, retry_after)
             scenario = replace(queued or self._scenario, **overrides)
             job = EmulatedJob(
-                id=self._new_id(model),
+                id=scenario.video_id or self._new_id(model),
                 model=model,
                 prompt=prompt,
                 seconds=seconds,

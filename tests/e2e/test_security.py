@@ -56,24 +56,10 @@ def use_connection(monkeypatch: pytest.MonkeyPatch, **conn: Any) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", json.dumps({"conn_type": "veo", **conn}))
 
 
-class HostileIdEmulator(VeoEmulator):
-    """The emulator, handing out the ids a test queues in ``next_ids`` (then its own again).
-
-    The emulator makes its ids in ``_new_id``; overriding it here is the one hook this test needs.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.next_ids: list[str] = []
-
-    def _new_id(self, model: str) -> str:
-        return self.next_ids.pop(0) if self.next_ids else super()._new_id(model)
-
-
 @pytest.fixture
-def emu(metadata_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[HostileIdEmulator]:
+def emu(metadata_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[VeoEmulator]:
     """An emulator whose key is :data:`KEY`, with ``veo_default`` pointing at it."""
-    with HostileIdEmulator(api_key=KEY) as emulator:
+    with VeoEmulator(api_key=KEY) as emulator:
         use_connection(monkeypatch, host=emulator.url, password=KEY)
         yield emulator
 
@@ -278,11 +264,11 @@ def generate_through(mode: str, destination: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
-def test_hostile_ids_cannot_leave_the_destination(emu: HostileIdEmulator, tmp_path: Path, mode: str) -> None:
+def test_hostile_ids_cannot_leave_the_destination(emu: VeoEmulator, tmp_path: Path, mode: str) -> None:
     out = tmp_path / "sandbox" / "out"
     names = set()
     for video_id in HOSTILE_IDS.values():
-        emu.next_ids.append(video_id)
+        emu.queue_scenario(Scenario(video_id=video_id))
         video = generate_through(mode, f"{out}/")
         assert video["video_id"] == video_id
         path = Path(video["uri"])
@@ -304,9 +290,9 @@ def test_hostile_ids_cannot_leave_the_destination(emu: HostileIdEmulator, tmp_pa
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
 @pytest.mark.parametrize("video_id", list(UNADDRESSABLE_IDS.values()), ids=list(UNADDRESSABLE_IDS))
 def test_dot_segment_ids_are_refused_not_resolved(
-    emu: HostileIdEmulator, tmp_path: Path, mode: str, video_id: str
+    emu: VeoEmulator, tmp_path: Path, mode: str, video_id: str
 ) -> None:
-    emu.next_ids.append(video_id)
+    emu.queue_scenario(Scenario(video_id=video_id))
     with pytest.raises(AirflowFailException, match="which cannot be used in a URL"):
         generate_through(mode, f"{tmp_path}/out/")
     assert [r.method for r in emu.requests] == ["POST"]  # no read went to /v1/videos/ or /v1/
