@@ -1,0 +1,88 @@
+"""DAG-parse cost: what importing the provider's operators and sensor adds to importing ``airflow.sdk``.
+
+Each sample is a fresh interpreter (``python -c``), timed from outside in wall-clock and in CPU time
+(user + system, which other processes on a busy machine do not inflate), with bytecode cached as in a
+deployment; the two commands alternate so drift in machine load hits both alike. ``-X importtime``
+then names the modules the provider pulls in beyond ``airflow.sdk``, heaviest first.
+Prints one ``RESULT {json}`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import time
+from typing import Any
+
+from benchlib import PYTHON, emit, python_env
+
+BASE = "import airflow.sdk"
+PROVIDER = BASE + "; import airflow_provider_veo.operators.veo, airflow_provider_veo.sensors.veo"
+
+
+def timed(code: str, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one fresh interpreter running ``code``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run([PYTHON, "-c", code], env=env, check=True, capture_output=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def importtime(code: str, env: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """Module -> (self us, cumulative us) from ``-X importtime``."""
+    result = subprocess.run(
+        [PYTHON, "-X", "importtime", "-c", code], env=env, check=True, capture_output=True, text=True
+    )
+    modules = {}
+    for line in result.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, cumulative, name = (part.strip() for part in line[len("import time:") :].split("|"))
+        modules[name.strip()] = (int(self_us), int(cumulative))
+    return modules
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    env = python_env()
+    for code in (BASE, PROVIDER):  # Warm the bytecode cache and the page cache.
+        timed(code, env)
+    base, provider = [], []
+    for _ in range(args.runs):
+        base.append(timed(BASE, env))
+        provider.append(timed(PROVIDER, env))
+
+    def added(column: int) -> float:
+        return statistics.median(p[column] - b[column] for b, p in zip(base, provider, strict=True)) * 1000
+
+    only_base = importtime(BASE, env)
+    with_provider = importtime(PROVIDER, env)
+    extra = {name: t for name, t in with_provider.items() if name not in only_base}
+    # Self time summed over the modules only the provider brings in: the import cost it adds.
+    added_self_ms = sum(self_us for self_us, _ in extra.values()) / 1000
+    heaviest = sorted(extra.items(), key=lambda item: -item[1][0])[:8]
+    result: dict[str, Any] = {
+        "runs": args.runs,
+        "base_wall_median_ms": statistics.median(b[0] for b in base) * 1000,
+        "provider_wall_median_ms": statistics.median(p[0] for p in provider) * 1000,
+        "added_wall_median_ms": added(0),
+        "base_cpu_median_ms": statistics.median(b[1] for b in base) * 1000,
+        "provider_cpu_median_ms": statistics.median(p[1] for p in provider) * 1000,
+        "added_cpu_median_ms": added(1),
+        "importtime_added_self_ms": added_self_ms,
+        "modules_added": len(extra),
+        "heaviest_added": [
+            (name, self_us / 1000, cumulative / 1000) for name, (self_us, cumulative) in heaviest
+        ],
+    }
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
