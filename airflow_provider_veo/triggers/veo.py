@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -50,11 +51,11 @@ class VeoTaskTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_veo.hooks.veo import VeoHook
-
+        # The hook module (requests, httpx, storage) takes ~0.1 s to import the first time: never on the loop.
+        hooks = await asyncio.to_thread(importlib.import_module, "airflow_provider_veo.hooks.veo")
         watch = JobWatch(self.video_id, self.poll_interval, self.end_time, self.log)
         try:
-            async with VeoHook(veo_conn_id=self.veo_conn_id).async_client() as client:
+            async with hooks.VeoHook(veo_conn_id=self.veo_conn_id).async_client() as client:
                 while True:
                     outcome: VideoJob | VeoTransientError
                     try:
