@@ -374,10 +374,10 @@ class VeoHook(BaseHook):
         """An async client for the event loop: the connection is read without blocking it.
 
         The ``httpx.AsyncClient`` underneath is shared by every user of the same connection settings
-        in this event loop (see :func:`_shared_async_client`).
+        in this event loop (see :class:`_UseSharedClient`).
         """
         settings = await self._asettings()
-        async with _shared_async_client(settings) as shared:
+        async with _UseSharedClient(settings) as shared:
             yield VeoAsyncClient(shared.client, settings, self.log.warning, shared.slots)
 
 
@@ -401,8 +401,7 @@ _SHARED_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Sett
 )
 
 
-@asynccontextmanager
-async def _shared_async_client(settings: _Settings) -> AsyncIterator[_SharedClient]:
+class _UseSharedClient:
     """One ``httpx.AsyncClient`` per event loop and connection settings, closed when its last user leaves.
 
     A triggerer runs hundreds of triggers in one loop: sharing the client lets them share a small pool
@@ -410,32 +409,45 @@ async def _shared_async_client(settings: _Settings) -> AsyncIterator[_SharedClie
     own client and opening a new connection, TLS handshake included, at every poll (an idle httpx
     connection expires after 5 s, sooner than any poll interval). That costs less CPU, memory and
     garbage per poll, and puts fewer connections on the API.
-    """
-    import httpx
 
-    clients = _SHARED_CLIENTS.setdefault(asyncio.get_running_loop(), {})
-    shared = clients.get(settings)
-    if shared is None:
-        context = await asyncio.to_thread(_ssl_context)
-        shared = clients.get(settings)  # Another user may have made it while this one waited.
+    ``async with _UseSharedClient(settings) as shared``. A class rather than an ``@asynccontextmanager``
+    generator: a trigger whose ``run()`` is dropped after its first event (``dag.test()`` does so) is
+    then closed in one piece when the event loop shuts down.
+    """
+
+    def __init__(self, settings: _Settings) -> None:
+        self._settings = settings
+
+    async def __aenter__(self) -> _SharedClient:
+        import httpx
+
+        settings = self._settings
+        self._clients = clients = _SHARED_CLIENTS.setdefault(asyncio.get_running_loop(), {})
+        shared = clients.get(settings)
         if shared is None:
-            client = httpx.AsyncClient(
-                base_url=settings.base_url,
-                headers=settings.auth_headers,
-                timeout=httpx.Timeout(settings.timeout, connect=_CONNECT_TIMEOUT),
-                verify=context,
-                limits=httpx.Limits(
-                    max_connections=MAX_REQUESTS_IN_FLIGHT, max_keepalive_connections=MAX_REQUESTS_IN_FLIGHT
-                ),
-            )
-            shared = clients[settings] = _SharedClient(client, asyncio.Semaphore(MAX_REQUESTS_IN_FLIGHT))
-    shared.users += 1
-    try:
-        yield shared
-    finally:
+            context = await asyncio.to_thread(_ssl_context)
+            shared = clients.get(settings)  # Another user may have made it while this one waited.
+            if shared is None:
+                client = httpx.AsyncClient(
+                    base_url=settings.base_url,
+                    headers=settings.auth_headers,
+                    timeout=httpx.Timeout(settings.timeout, connect=_CONNECT_TIMEOUT),
+                    verify=context,
+                    limits=httpx.Limits(
+                        max_connections=MAX_REQUESTS_IN_FLIGHT,
+                        max_keepalive_connections=MAX_REQUESTS_IN_FLIGHT,
+                    ),
+                )
+                shared = clients[settings] = _SharedClient(client, asyncio.Semaphore(MAX_REQUESTS_IN_FLIGHT))
+        shared.users += 1
+        self._shared = shared
+        return shared
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        shared = self._shared
         shared.users -= 1
-        if shared.users == 0 and clients.get(settings) is shared:
-            del clients[settings]
+        if shared.users == 0 and self._clients.get(self._settings) is shared:
+            del self._clients[self._settings]
             await shared.client.aclose()
 
 
