@@ -391,7 +391,7 @@ def measure_download(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _expected_sha256(size: int) -> str:
-    from airflow_provider_veo.testing.emulator import _sha256_of
+    from airflow_provider_veo.testing.emulator import expected_sha256 as _sha256_of
 
     return _sha256_of(size)
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ import requests
 
 from airflow_provider_veo import api
 from airflow_provider_veo.testing import SAMPLE_MP4, Scenario, VeoEmulator
+from airflow_provider_veo.testing.emulator import MODELS, parse_marker
+from airflow_provider_veo.testing.emulator.models import MAX_REFERENCE_BYTES, UNKNOWN_MODEL_MAX_REFERENCES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -520,6 +523,66 @@ def test_a_bad_marker_is_400(emu: VeoEmulator, marker: str) -> None:
     assert response.status_code == 400
     assert error_of(response)["code"] == "invalid_emulator_marker"
     assert emu.jobs == {}
+
+
+#: A value different from the default for each type of ``Scenario`` field, and for the fields whose
+#: values are constrained. A new field of a new type fails here until markers can set it.
+MARKER_VALUES_BY_TYPE: dict[str, Any] = {
+    "int": 3,
+    "float": 0.5,
+    "str": "upstream_error, retry%later]",
+    "bool": True,
+    "int | None": 4096,
+    "float | None": 1.5,
+    "str | None": "veo3.1:odd,id]",
+    "str | int | None": 503,
+    "list[int]": [502, 503],
+    "dict[str, str] | None": {"completed": "SUCCESS", "in_progress": "IN_PROGRESS"},
+}
+MARKER_VALUES_BY_FIELD: dict[str, Any] = {"outcome": "failed"}
+
+
+def marker_text(value: Any) -> str:
+    """A value as a marker writes it: ``|`` between items, ``:`` in pairs, special characters encoded."""
+    if isinstance(value, list):
+        text = "|".join(str(item) for item in value)
+    elif isinstance(value, dict):
+        text = "|".join(f"{key}:{item}" for key, item in value.items())
+    else:
+        text = str(value)
+    return text.replace("%", "%25").replace(",", "%2C").replace("]", "%5D")
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(Scenario)])
+def test_every_scenario_field_can_be_set_from_a_marker(name: str) -> None:
+    annotation = {f.name: str(f.type) for f in fields(Scenario)}[name]
+    value = MARKER_VALUES_BY_FIELD.get(name, MARKER_VALUES_BY_TYPE.get(annotation))
+    assert value is not None, f"no marker test value for {name}: {annotation}"
+    assert value != getattr(Scenario(), name)
+    overrides = parse_marker(f"A kite [emu:{name}={marker_text(value)}] in the wind")
+    assert overrides == {name: value}
+    assert getattr(replace(Scenario(), **overrides), name) == value
+
+
+def test_a_video_id_marker_hands_out_that_id(emu: VeoEmulator) -> None:
+    video_id = created_id(emu, "A kite [emu:video_id=veo3.1:chosen-id%2C1,polls=0]")
+    assert video_id == "veo3.1:chosen-id,1"
+    assert get(emu, video_id).json()["status"] == "completed"
+
+
+def test_the_emulator_model_table_agrees_with_the_provider() -> None:
+    """The emulator keeps its own table so that it checks the provider instead of echoing it."""
+    assert set(MODELS) == set(api.MODELS)
+    for name, spec in api.MODELS.items():
+        emulated = MODELS[name]
+        assert (emulated.seconds, emulated.sizes, emulated.max_references, emulated.fixed_seconds) == (
+            spec.seconds,
+            spec.sizes,
+            spec.max_references,
+            spec.fixed_seconds,
+        ), name
+    assert UNKNOWN_MODEL_MAX_REFERENCES == api.UNKNOWN_MODEL_MAX_REFERENCES
+    assert MAX_REFERENCE_BYTES == api.MAX_REFERENCE_BYTES
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,267 @@
+"""From an HTTP request, through the backend, to an answer: the flow every profile shares.
+
+A profile is a subclass of :class:`Responses` that says how the server words each answer: its error
+shapes, its job objects, how it serves ``/content``. The flow (routing, authentication, injected
+faults, validation, markers, creating and polling) is written once here, so two profiles cannot
+drift apart on what they check, only on how they say it. The CDN behind ``video_url`` is the same
+for every profile and lives here too.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from airflow_provider_veo.testing.emulator import bodies
+from airflow_provider_veo.testing.emulator.backend import Backend, CreateFailure, EmulatedJob
+from airflow_provider_veo.testing.emulator.forms import Form, Part
+from airflow_provider_veo.testing.emulator.models import (
+    DEFAULT_MODEL,
+    MODEL_WHEN_ABSENT,
+    VIDEOS_PATH,
+    InvalidField,
+    check_fields,
+    check_references,
+)
+from airflow_provider_veo.testing.emulator.scenario import parse_marker
+
+
+class Site(Protocol):
+    """What the responses need of the emulator: where it listens (for URLs) and the key it accepts."""
+
+    api_key: str
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def cdn_url(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One request to the API listener, its body already read."""
+
+    method: str
+    #: The request target as sent: path and query, still percent-encoded.
+    target: str
+    headers: Message
+    form: Form = field(default_factory=Form)
+    #: This request's id, for error messages (and, in the new-api profile, a header).
+    id: str = field(default_factory=bodies.request_id)
+
+
+@dataclass
+class Answer:
+    """A whole answer, sent with a Content-Length."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class VideoAnswer:
+    """A job's video body, streamed with the job's download faults applied."""
+
+    job: EmulatedJob
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Drop:
+    """No answer at all: the connection is closed, as a crashed proxy or a network fault would."""
+
+
+DROP = Drop()
+Reply = Answer | VideoAnswer | Drop
+
+
+class Refused(Exception):
+    """Raised inside the flow to stop and answer ``reply`` instead."""
+
+    def __init__(self, reply: Answer) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+class Responses(ABC):
+    """The request flow over one backend; subclasses give the wording of one real-world server."""
+
+    def __init__(self, backend: Backend, site: Site) -> None:
+        self.backend = backend
+        self.site = site
+
+    # -- entry points, called by the server ------------------------------------------------
+
+    def answer_post(self, request: ApiRequest) -> Reply:
+        return self._run(self._create, request)
+
+    def answer_get(self, request: ApiRequest) -> Reply:
+        return self._run(self._get, request)
+
+    def answer_other(self, request: ApiRequest) -> Reply:
+        """A method or path the API does not have (Veo has no list, delete or cancel)."""
+        return self._run(self.invalid_url, request)
+
+    def answer_unreadable(self, request: ApiRequest, status: int, code: str, message: str) -> Reply:
+        """A request whose body could not be read (bad length or chunking, too large)."""
+        return self._run(lambda r: self.unreadable_body(r, status, code, message), request)
+
+    def _run(self, step: Callable[[ApiRequest], Reply], request: ApiRequest) -> Reply:
+        try:
+            return step(request)
+        except Refused as refused:
+            return refused.reply
+
+    # -- the flow --------------------------------------------------------------------------
+
+    def _admit(self, request: ApiRequest, job: EmulatedJob | None) -> None:
+        """Wait the injected delay, then check the key and the rate limit, as a gateway does first."""
+        time.sleep(self.backend.delay(job.id if job else None))
+        authorization = request.headers.get("Authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        if not authorization or scheme.lower() != "bearer" or token.strip() != self.site.api_key:
+            raise Refused(self.unauthorized(request, missing=not authorization))
+        retry_after = self.backend.take_rate_limit(job.id if job else None)
+        if retry_after is not None:
+            raise Refused(self.rate_limited(request, retry_after, job.model if job else DEFAULT_MODEL))
+
+    def _create(self, request: ApiRequest) -> Reply:
+        if urlsplit(request.target).path != VIDEOS_PATH:
+            raise Refused(self.invalid_url(request))
+        self._admit(request, None)
+        parts = self._parts(request)
+        scalars: dict[str, str] = {}
+        references: list[Part] = []
+        for part in parts:
+            if part.name == "input_reference":
+                references.append(part)
+            elif part.filename is None:
+                scalars.setdefault(part.name, part.data.decode("utf-8", "replace"))
+        prompt = scalars.get("prompt", "")
+        model = scalars.get("model", "").strip() or MODEL_WHEN_ABSENT
+        try:
+            seconds, size = check_fields(model, prompt, scalars.get("seconds", ""), scalars.get("size", ""))
+            check_references(model, references)
+        except InvalidField as error:
+            raise Refused(self.invalid_field(request, error)) from None
+        try:
+            overrides = parse_marker(prompt)
+        except ValueError as error:
+            raise Refused(self.bad_marker(request, str(error))) from None
+        try:
+            job = self.backend.create(model, prompt, seconds, size, overrides)
+        except CreateFailure as failure:
+            if isinstance(failure.failure, int):
+                return self.create_refused(request, failure.failure, model, failure.retry_after)
+            return DROP  # reset_before_create, reset_after_create
+        return self.job_answer(request, job, created=True)
+
+    def _parts(self, request: ApiRequest) -> list[Part]:
+        """The multipart parts of a create, or the profile's refusal of an unreadable body."""
+        form = request.form
+        if form.error:
+            raise Refused(self.bad_form(request, form.error))
+        if form.parts is None:
+            raise Refused(
+                self.bad_form(
+                    request,
+                    "Content-Type must be multipart/form-data (send fields as form-data, even without files)",
+                )
+            )
+        return form.parts
+
+    def _get(self, request: ApiRequest) -> Reply:
+        split = urlsplit(request.target)
+        path = unquote(split.path)
+        prefix = VIDEOS_PATH + "/"
+        if not path.startswith(prefix) or path == prefix:
+            raise Refused(self.invalid_url(request))
+        video_id, content = path[len(prefix) :], False
+        if video_id.endswith("/content"):
+            video_id, content = video_id[: -len("/content")], True
+        job = self.backend.job(video_id)
+        self._admit(request, job)
+        fault = self.backend.take_get_fault(video_id)
+        if fault == "reset":
+            return DROP
+        if isinstance(fault, int):
+            return self.injected_error(request, fault, job.model if job else DEFAULT_MODEL)
+        if job is None:
+            return self.unknown_task(request, video_id, content=content)
+        if content:
+            return self.content(request, job, split.query)
+        return self.job_answer(request, self.backend.poll(video_id), created=False)
+
+    # -- the profile's wording -------------------------------------------------------------
+
+    @abstractmethod
+    def invalid_url(self, request: ApiRequest) -> Answer:
+        """A method or path the API does not serve."""
+
+    @abstractmethod
+    def unreadable_body(self, request: ApiRequest, status: int, code: str, message: str) -> Answer:
+        """A body that could not be read: ``status`` and ``code`` say why (400 or 413)."""
+
+    @abstractmethod
+    def unauthorized(self, request: ApiRequest, *, missing: bool) -> Answer:
+        """No key (``missing``), or a wrong one."""
+
+    @abstractmethod
+    def rate_limited(self, request: ApiRequest, retry_after: float, model: str) -> Answer:
+        """The ``rate_limit`` fault; ``retry_after`` is the scenario's, for profiles that send it."""
+
+    @abstractmethod
+    def injected_error(self, request: ApiRequest, status: int, model: str) -> Answer:
+        """A ``server_errors`` status on a GET."""
+
+    @abstractmethod
+    def create_refused(self, request: ApiRequest, status: int, model: str, retry_after: float) -> Answer:
+        """A ``post_failure`` status on a create: nothing was created."""
+
+    @abstractmethod
+    def bad_form(self, request: ApiRequest, message: str) -> Answer:
+        """A create body that is not readable multipart."""
+
+    @abstractmethod
+    def invalid_field(self, request: ApiRequest, error: InvalidField) -> Answer:
+        """A create field the model does not take."""
+
+    @abstractmethod
+    def bad_marker(self, request: ApiRequest, message: str) -> Answer:
+        """An ``[emu:...]`` marker the emulator cannot read."""
+
+    @abstractmethod
+    def unknown_task(self, request: ApiRequest, video_id: str, *, content: bool) -> Answer:
+        """A retrieve (or, with ``content``, a download) of an id the server does not know."""
+
+    @abstractmethod
+    def job_answer(self, request: ApiRequest, job: EmulatedJob, *, created: bool) -> Answer:
+        """The job object, as the create call (``created``) or a retrieve answers it."""
+
+    @abstractmethod
+    def content(self, request: ApiRequest, job: EmulatedJob, query: str) -> Reply:
+        """``GET /v1/videos/{id}/content`` of a known job."""
+
+
+def answer_cdn(backend: Backend, target: str, headers: Message) -> Answer | VideoAnswer:
+    """The listener behind ``video_url``: public, addressed by token, refusing credentials as signed
+    URLs do (so a client that leaks its key there is caught)."""
+    if "Authorization" in headers:
+        message = "Requests with an Authorization header are not allowed"
+        return Answer(403, bodies.storage_error("AccessDenied", message), "application/xml")
+    path = urlsplit(target).path
+    token = path.removeprefix("/files/").removesuffix(".mp4")
+    verdict = backend.redeem_token(token) if path.startswith("/files/") and path.endswith(".mp4") else None
+    if verdict is None:
+        body = bodies.storage_error("NoSuchKey", "The specified key does not exist.")
+        return Answer(404, body, "application/xml")
+    if verdict == "expired":
+        return Answer(403, bodies.storage_error("AccessDenied", "Request has expired"), "application/xml")
+    return VideoAnswer(verdict)

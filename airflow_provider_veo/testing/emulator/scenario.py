@@ -1,0 +1,164 @@
+"""The knobs of the emulator: job outcomes and injected faults, and the prompt markers that set them.
+
+A :class:`Scenario` is plain data; the backend reads its job fields when a job is created and uses
+up its request faults as requests arrive. Markers let a DAG (which cannot reach the emulator object)
+shape its own job from the prompt alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import unquote
+
+from airflow_provider_veo.testing.emulator.bodies import MIN_VIDEO_BYTES
+
+#: The terminal statuses, which are also the outcomes a scenario can ask for.
+TERMINAL_STATUSES = frozenset({"completed", "failed", "error"})
+#: The non-status values of ``Scenario.post_failure``.
+POST_FAILURES = frozenset({"reset_before_create", "reset_after_create"})
+
+#: Short names accepted in prompt markers, beside the full :class:`Scenario` field names.
+MARKER_ALIASES: dict[str, str] = {
+    "polls": "polls_until_done",
+    "wait": "seconds_until_done",
+    "code": "error_code",
+    "message": "error_message",
+    "spelling": "status_spelling",
+    "errors": "server_errors",
+    "resets": "reset_gets",
+    "expired": "expired_url_fetches",
+    "bytes": "video_bytes",
+}
+
+
+@dataclass
+class Scenario:
+    """How the emulator behaves: job outcomes, and faults injected into requests.
+
+    Job fields (read when a job is created): ``polls_until_done``, ``seconds_until_done``,
+    ``outcome``, ``error_code``, ``error_message``, ``status_spelling``, ``missing_video_url``,
+    ``truncate_download``, ``corrupt_download``, ``expired_url_fetches``, ``video_bytes``, ``video_id``.
+    Request faults (used up as requests arrive): ``rate_limit``, ``server_errors``, ``post_failure``,
+    ``reset_gets``, ``slow_first_n``; ``latency`` applies to every answer.
+    """
+
+    #: Retrieve GETs answered as not finished before the terminal one: ``queued`` first, then
+    #: ``in_progress`` with rising progress.
+    polls_until_done: int = 2
+    #: Finish on the wall clock instead (wins over ``polls_until_done``): ``queued`` for the first
+    #: fifth of the time, then ``in_progress``.
+    seconds_until_done: float | None = None
+    #: ``completed``, ``failed`` or ``error`` (CometAPI's own terminal status).
+    outcome: str = "completed"
+    error_code: str = "content_policy_violation"
+    error_message: str = "The prompt was blocked by the safety filter"
+    #: Spell statuses differently, e.g. ``{"completed": "SUCCESS", "in_progress": "IN_PROGRESS"}``.
+    status_spelling: dict[str, str] | None = None
+    #: The next N API requests are answered 429 with ``Retry-After: retry_after`` (seconds, fractions too).
+    rate_limit: int = 0
+    retry_after: float = 0.05
+    #: The next API GETs are answered with these statuses, in order, each with an error envelope.
+    server_errors: list[int] = field(default_factory=list)
+    #: The next create fails: an HTTP status (nothing is created), ``"reset_before_create"`` or
+    #: ``"reset_after_create"`` (the connection is closed without an answer, the job exists or not).
+    post_failure: str | int | None = None
+    #: The next N API GETs are dropped: the connection closes without an answer.
+    reset_gets: int = 0
+    #: Completed jobs carry no ``video_url``: the client must use ``/content``.
+    missing_video_url: bool = False
+    #: Downloads announce the full Content-Length, send half of it, then close.
+    truncate_download: bool = False
+    #: Downloads are served with their ``ftyp`` header zeroed, so they are not MP4s.
+    corrupt_download: bool = False
+    #: The CDN answers 403 "expired" to the first N fetches of this job's URLs; an expired URL stays
+    #: expired, and each retrieve of the completed job hands out a fresh one.
+    expired_url_fetches: int = 0
+    #: Seconds added before every answer (benchmarks use ~0.05 to look like a remote API).
+    latency: float = 0.0
+    #: The next N API requests are delayed by ``slow_seconds`` more, e.g. past the client's timeout.
+    slow_first_n: int = 0
+    slow_seconds: float = 0.0
+    #: Serve a generated body of this many bytes (valid ``ftyp`` head, deterministic filler) instead
+    #: of the sample clip.
+    video_bytes: int | None = None
+    #: Hand out this id instead of a generated one: for testing how clients cope with odd ids.
+    video_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.outcome not in TERMINAL_STATUSES:
+            raise ValueError(f"outcome must be one of {sorted(TERMINAL_STATUSES)}, got {self.outcome!r}")
+        if isinstance(self.post_failure, str) and self.post_failure not in POST_FAILURES:
+            raise ValueError(
+                f"post_failure must be an HTTP status or one of {sorted(POST_FAILURES)}, "
+                f"got {self.post_failure!r}"
+            )
+        if self.video_bytes is not None and self.video_bytes < MIN_VIDEO_BYTES:
+            raise ValueError(f"video_bytes must be at least {MIN_VIDEO_BYTES}")
+
+
+def _optional(parse: Callable[[str], object]) -> Callable[[str], object]:
+    return lambda value: None if value.lower() == "none" else parse(value)
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return lowered in ("true", "1", "yes")
+
+
+def _parse_post_failure(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def _parse_mapping(value: str) -> dict[str, str]:
+    pairs = [item.split(":", 1) for item in value.split("|") if item]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ValueError(f"expected key:value items, got {value!r}")
+    return dict(pairs)
+
+
+#: How a marker value is read, by the type annotation of its :class:`Scenario` field. A field whose
+#: annotation is missing here fails the test that sets every field from a marker.
+_CONVERTERS: dict[str, Callable[[str], object]] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": _parse_bool,
+    "int | None": _optional(int),
+    "float | None": _optional(float),
+    "str | None": _optional(str),
+    "str | int | None": _optional(_parse_post_failure),
+    "list[int]": lambda value: [int(item) for item in value.split("|") if item],
+    "dict[str, str] | None": _optional(_parse_mapping),
+}
+_FIELD_TYPES = {f.name: str(f.type) for f in fields(Scenario)}
+
+
+def parse_marker(prompt: str) -> dict[str, Any]:
+    """The scenario overrides in a prompt's ``[emu:...]`` markers. Raises ``ValueError`` on a bad one.
+
+    Keys are :class:`Scenario` field names or the aliases in :data:`MARKER_ALIASES`; lists and
+    dictionaries use ``|`` between items and ``:`` between key and value; values are percent-decoded,
+    so ``%2C`` stands for a comma and ``%5D`` for a closing bracket.
+    """
+    overrides: dict[str, Any] = {}
+    start = prompt.find("[emu:")
+    while start >= 0:
+        end = prompt.find("]", start)
+        if end < 0:
+            raise ValueError("an [emu:...] marker is not closed")
+        for pair in filter(None, (p.strip() for p in prompt[start + 5 : end].split(","))):
+            key, separator, value = pair.partition("=")
+            name = MARKER_ALIASES.get(key.strip(), key.strip())
+            if not separator or name not in _FIELD_TYPES:
+                raise ValueError(f"unknown emulator marker entry {pair!r}")
+            try:
+                overrides[name] = _CONVERTERS[_FIELD_TYPES[name]](unquote(value.strip()))
+            except ValueError as error:
+                raise ValueError(f"bad value in emulator marker entry {pair!r}: {error}") from None
+        start = prompt.find("[emu:", end)
+    replace(Scenario(), **overrides)  # Scenario's own checks (outcome, post_failure), raised here.
+    return overrides
