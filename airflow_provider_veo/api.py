@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.cometapi.com"
 DEFAULT_MODEL = "veo3.1-fast"
+#: The documented default length, always sent: the gateway passes an absent ``seconds`` upstream,
+#: where Veo renders and bills its own default of 8.
+DEFAULT_SECONDS = 4
 VIDEOS_PATH = "/v1/videos"
 
 #: Sizes the OpenAI-compatible route renders (there is no portrait 1080p or 4K).
@@ -31,8 +34,6 @@ VIDEO_SIZES: tuple[str, ...] = ("1280x720", "720x1280", "1920x1080", "3840x2160"
 #: Upstream Veo renders these only as 8-second clips; CometAPI does not say so, hence a warning.
 EIGHT_SECOND_ONLY_SIZES = frozenset({"1920x1080", "3840x2160"})
 
-#: Reference images CometAPI accepts, by content type.
-IMAGE_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "image/webp")
 #: The largest reference image sent; larger uploads are refused by upstream Veo anyway.
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
 
@@ -43,6 +44,9 @@ DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 DEFAULT_POLL_INTERVAL = 15.0
 DEFAULT_TIMEOUT = 60 * 60.0
 DEFAULT_REQUEST_TIMEOUT = 60.0
+#: A create may take minutes: the gateway has no relay timeout and tries other channels on failure,
+#: and giving up early leaves a job that may exist.
+DEFAULT_CREATE_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -111,18 +115,21 @@ class VeoAPIError(VeoError):
         *,
         status_code: int | None = None,
         code: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.status_code = status_code
         self.code = code or None
+        #: The gateway's ``X-Oneapi-Request-Id``: what CometAPI's support asks for.
+        self.request_id = request_id or None
         super().__init__(message)
 
 
 class VeoAuthenticationError(VeoAPIError):
-    """The API key is missing or wrong (HTTP 401)."""
+    """The API key is missing, wrong, expired or out of its own quota (HTTP 401)."""
 
 
 class VeoInsufficientCreditError(VeoAPIError):
-    """The account is out of credit (HTTP 402, or 403 mentioning quota or balance)."""
+    """The account or the key is out of credit (HTTP 402, or 403 naming quota or balance)."""
 
 
 class VeoPermissionError(VeoAPIError):
@@ -131,6 +138,14 @@ class VeoPermissionError(VeoAPIError):
 
 class VeoBadRequestError(VeoAPIError):
     """The API refused the request as invalid (HTTP 400, 404, or a 500 with code ``invalid_request``)."""
+
+
+class VeoJobNotFoundError(VeoBadRequestError):
+    """The API does not know the job (``task_not_exist``, or 404).
+
+    Right after a create the gateway can answer this for a job it has not stored yet, so the waits
+    treat it as "not visible yet" for a grace window before believing it.
+    """
 
 
 class VeoTransientError(VeoAPIError):
@@ -144,13 +159,16 @@ class VeoTransientError(VeoAPIError):
         *,
         status_code: int | None = None,
         code: str | None = None,
+        request_id: str | None = None,
         retry_after: float | None = None,
-        request_may_have_arrived: bool = True,
+        job_may_exist: bool = True,
     ) -> None:
-        super().__init__(message, status_code=status_code, code=code)
+        super().__init__(message, status_code=status_code, code=code, request_id=request_id)
         self.retry_after = retry_after
-        #: False only when the server provably did not take the request (refused connection, 429).
-        self.request_may_have_arrived = request_may_have_arrived
+        #: Whether a create that failed this way may still have started a paid job. False when the
+        #: server provably took nothing: a refused connection, or any JSON error answer of the API
+        #: (the gateway stores a task only after success and refunds its pre-charge on every error).
+        self.job_may_exist = job_may_exist
 
 
 class VeoSubmissionUncertainError(VeoAPIError):
@@ -165,8 +183,15 @@ class VeoGenerationFailedError(VeoAPIError):
         text = f"Video {video_id} ended with status {status!r}"
         if code:
             text += f", error code {code!r}"
-        text += f": {message or 'no error message given'}"
+        text += f": {message or _NO_REASON}"
         super().__init__(text, code=code)
+
+
+#: What a failed job without an ``error`` object means: the gateway's Veo channels give no reason.
+_NO_REASON = (
+    "CometAPI gave no reason (its Veo channels report only the status; a prompt or image refused by "
+    "Google's safety filters is the usual cause). Failed jobs are not billed."
+)
 
 
 class VeoTimeoutError(VeoError):
@@ -181,7 +206,20 @@ class VeoDownloadError(VeoError):
     retryable = True
 
 
-_CREDIT_WORDS = ("quota", "balance", "credit", "insufficient", "余额")
+class VeoVideoUnavailableError(VeoDownloadError):
+    """A completed job whose video the API itself cannot deliver, after the hook's own attempts.
+
+    The gateway answers this for a clip Google blocked after rendering (and billing) it, and keeps
+    answering it: an Airflow retry would only loop.
+    """
+
+    retryable = False
+
+
+#: Words of credit errors in English and Chinese ("额度": quota, "余额": balance), and the gateway's codes.
+_CREDIT_WORDS = ("quota", "balance", "credit", "insufficient", "额度", "余额")
+_CREDIT_CODES = frozenset({"insufficient_user_quota", "pre_consume_token_quota_failed"})
+_REQUEST_ID_IN_MESSAGE = re.compile(r"\(request id: [^)]*\)")
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -193,53 +231,98 @@ def _parse_retry_after(value: str | None) -> float | None:
         return None  # An HTTP date; rare enough to fall back to our own backoff.
 
 
-def error_from_response(status_code: int, body: bytes | str, retry_after: str | None = None) -> VeoAPIError:
-    """Turn an error answer into the typed exception, keeping the API's message and request id."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    message, code = text.strip()[:500], None
-    try:
-        envelope = json.loads(text)
-    except ValueError:
-        envelope = None
-    if isinstance(envelope, dict):
-        error = envelope.get("error")
-        if isinstance(error, dict):
-            message = str(error.get("message") or message)
-            code = str(error.get("code") or "") or None
-        elif isinstance(error, str):
-            message = error
-        elif isinstance(envelope.get("message"), str):
-            message = envelope["message"]
+@dataclass(frozen=True)
+class ErrorBody:
+    """An error answer's message and code, from whichever of the gateway's shapes it came in.
+
+    ``from_api`` tells whether the body is the API's own JSON (envelope ``{"error": {...}}``, flat
+    ``{"code", "message", "data"}``, or ``/content``'s ``{"error": {"message", "type"}}``) rather than
+    an HTML or empty page from a proxy in front of it.
+    """
+
+    message: str
+    code: str | None
+    from_api: bool
+
+    @classmethod
+    def parse(cls, body: bytes | str) -> ErrorBody:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return cls(text.strip()[:500], None, from_api=False)
+        error = payload.get("error")
+        if isinstance(error, dict):  # the envelope, or /content's shape
+            source: Mapping[str, Any] = error
+        elif isinstance(error, str) and error:
+            return cls(error, _optional_str(payload.get("code")), from_api=True)
+        elif "message" in payload or "code" in payload:  # the flat task error
+            source = payload
+        else:
+            return cls(text.strip()[:500], None, from_api=False)
+        message = _optional_str(source.get("message")) or text.strip()[:500]
+        return cls(message, _optional_str(source.get("code")), from_api=True)
+
+
+def error_from_response(
+    status_code: int,
+    body: bytes | str,
+    retry_after: str | None = None,
+    *,
+    request_id: str | None = None,
+) -> VeoAPIError:
+    """Turn an error answer into the typed exception, keeping the API's message, code and request id.
+
+    ``request_id`` is the ``X-Oneapi-Request-Id`` header, added to the message when the body has none.
+    """
+    parsed = ErrorBody.parse(body)
+    message, code = parsed.message, parsed.code
+    if request_id and not _REQUEST_ID_IN_MESSAGE.search(message):
+        message = f"{message} (request id: {request_id})"
     described = f"CometAPI answered HTTP {status_code}: {message or '(empty body)'}"
     if code:
         described += f" [code: {code}]"
-    kwargs: dict[str, Any] = {"status_code": status_code, "code": code}
+    kwargs: dict[str, Any] = {"status_code": status_code, "code": code, "request_id": request_id}
     lowered = message.lower()
     if status_code == 401:
-        return VeoAuthenticationError(described + " Check the API key of the connection.", **kwargs)
-    if status_code == 402 or (status_code == 403 and any(w in lowered for w in _CREDIT_WORDS)):
+        return VeoAuthenticationError(
+            described + " The connection's API key is invalid, expired, or has used up its own quota "
+            "(CometAPI answers all three alike): check it in the CometAPI console.",
+            **kwargs,
+        )
+    if status_code == 402 or (
+        status_code == 403 and (code in _CREDIT_CODES or any(w in lowered for w in _CREDIT_WORDS))
+    ):
         return VeoInsufficientCreditError(
-            described + " The CometAPI account is out of credit: top it up before retrying.", **kwargs
+            described + " The CometAPI account or this API key is out of credit: top it up (or raise the "
+            "key's quota) before running this task again. No job was created.",
+            **kwargs,
         )
     if status_code == 403:
         return VeoPermissionError(described, **kwargs)
     if status_code == 429:
         return VeoTransientError(
-            described,
-            retry_after=_parse_retry_after(retry_after),
-            request_may_have_arrived=False,
-            **kwargs,
+            described, retry_after=_parse_retry_after(retry_after), job_may_exist=False, **kwargs
         )
     if status_code == 500 and code == "invalid_request":
         return VeoBadRequestError(described, **kwargs)
     if status_code >= 500:
-        return VeoTransientError(described, retry_after=_parse_retry_after(retry_after), **kwargs)
+        return VeoTransientError(
+            described,
+            retry_after=_parse_retry_after(retry_after),
+            job_may_exist=not parsed.from_api,
+            **kwargs,
+        )
+    if code == "task_not_exist" or (status_code == 404 and "invalid url" not in lowered):
+        return VeoJobNotFoundError(described, **kwargs)
     return VeoBadRequestError(described, **kwargs)
 
 
-def connection_error(message: str, *, request_may_have_arrived: bool) -> VeoTransientError:
+def connection_error(message: str, *, job_may_exist: bool) -> VeoTransientError:
     """The error for a request that got no HTTP answer at all."""
-    return VeoTransientError(message, request_may_have_arrived=request_may_have_arrived)
+    return VeoTransientError(message, job_may_exist=job_may_exist)
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,7 +335,8 @@ class RetryPolicy:
     """When to try a request again; shared by the sync and async clients.
 
     A GET is retried on any transient error. A POST creates a paid job, so it is retried only when
-    the server provably did not take it (connection refused, 429).
+    the server provably created nothing: a refused connection, a 429, or a 5xx answered with the
+    API's own JSON error. Never after no answer or a proxy's page, when a job may exist.
     """
 
     max_attempts: int = 5
@@ -263,7 +347,7 @@ class RetryPolicy:
         """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up."""
         if not isinstance(error, VeoTransientError) or attempt >= self.max_attempts:
             return None
-        if method.upper() == "POST" and error.request_may_have_arrived:
+        if method.upper() == "POST" and error.job_may_exist:
             return None
         backoff = random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
         if error.retry_after is not None:
@@ -272,17 +356,14 @@ class RetryPolicy:
 
     def final_error(self, error: VeoError, *, method: str) -> VeoError:
         """The error to raise once retrying is over."""
-        if (
-            method.upper() == "POST"
-            and isinstance(error, VeoTransientError)
-            and error.request_may_have_arrived
-        ):
+        if method.upper() == "POST" and isinstance(error, VeoTransientError) and error.job_may_exist:
             return VeoSubmissionUncertainError(
                 f"Creating the video failed after CometAPI may have received the request ({error}). "
-                "It is not sent again, because that could start and bill a second job: check the "
-                "CometAPI dashboard for a job created now before running this task again.",
+                "A paid job may exist. It is not sent again, because that could start and bill a "
+                "second job.",
                 status_code=error.status_code,
                 code=error.code,
+                request_id=error.request_id,
             )
         return error
 
@@ -411,6 +492,8 @@ def build_request(
             "sending it as is, without checking seconds or size."
         )
     seconds_value = _validate_seconds(seconds, spec)
+    if seconds_value is None and spec is not None and not spec.fixed_seconds:
+        seconds_value = DEFAULT_SECONDS
     size_value = _validate_size(size, spec)
     references = _reference_items(input_reference)
     limit = spec.max_references if spec else UNKNOWN_MODEL_MAX_REFERENCES
@@ -426,7 +509,12 @@ def build_request(
     if size_value in EIGHT_SECOND_ONLY_SIZES and (seconds_value or 4) != 8:
         warnings.append(
             f"Upstream Veo renders {size_value} only as 8-second clips; asking for "
-            f"{seconds_value or 'the default 4'} seconds may fail or be changed by CometAPI."
+            f"{seconds_value or DEFAULT_SECONDS} seconds may fail or be changed by CometAPI."
+        )
+    if len(references) == 2:
+        warnings.append(
+            "Two input_reference images (first and last frame): some CometAPI channels use only the "
+            "first and drop the last without saying so; nothing in the answer shows which one served it."
         )
     if len(references) == 2 and spec and not spec.fixed_seconds and seconds_value not in (None, 8):
         warnings.append(
@@ -499,7 +587,8 @@ class JobState(str, enum.Enum):
 
 
 _STATES: Mapping[str, JobState] = {
-    **dict.fromkeys(("queued", "pending", "submitted", "not_start", "waiting"), JobState.PENDING),
+    # ``unknown`` is the gateway's own status of a job it has not polled upstream yet.
+    **dict.fromkeys(("queued", "pending", "submitted", "not_start", "waiting", "unknown"), JobState.PENDING),
     **dict.fromkeys(("in_progress", "processing", "running", "generating"), JobState.RUNNING),
     **dict.fromkeys(("completed", "success", "succeeded", "succeed"), JobState.SUCCEEDED),
     **dict.fromkeys(("failed", "failure", "error", "cancelled", "canceled"), JobState.FAILED),
@@ -555,13 +644,17 @@ class VideoJob:
         error = payload.get("error")
         error_code = error_message = None
         if isinstance(error, dict):
-            error_code = _optional_str(error.get("code"))
+            error_code = _optional_str(error.get("code")) or _optional_str(error.get("type"))
             error_message = _optional_str(error.get("message"))
         elif error:
             error_message = str(error)
+        status = _optional_str(payload.get("status"))
+        if status is None:
+            # The gateway answers a job whose upstream failed with only its error, and HTTP 200.
+            status = "failed" if error else "unknown"
         return cls(
             video_id=video_id,
-            status=str(payload.get("status") or "unknown"),
+            status=status,
             progress=_optional_int(payload.get("progress")),
             model=_optional_str(payload.get("model")),
             seconds=_optional_str(payload.get("seconds")),
@@ -592,11 +685,20 @@ class Logger(Protocol):
     def warning(self, msg: str, *args: object) -> None: ...
 
 
+#: What one poll of a job can end in, as :class:`JobWatch` takes it.
+PollOutcome = VideoJob | VeoTransientError | VeoJobNotFoundError
+
+#: How long after its create a job answered "not found" is taken as "not stored yet": the gateway
+#: answers the create before it stores the task.
+DEFAULT_VISIBILITY_GRACE = 60.0
+
+
 class JobWatch:
     """The polling decisions the trigger and the synchronous waits share, free of any I/O.
 
     Each poll's outcome goes in; out comes either the seconds to sleep before the next poll or the
-    final event. Status and progress are logged when they change, unknown statuses once each.
+    final event. Status and progress are logged when they change, an unknown status once.
+    "Not found" counts as "not stored yet" until ``visible_by`` (epoch seconds; ``None``: never).
     """
 
     def __init__(
@@ -606,17 +708,32 @@ class JobWatch:
         end_time: float,
         log: Logger,
         clock: Callable[[], float] = time.time,
+        *,
+        visible_by: float | None = None,
     ) -> None:
         self.video_id = video_id
         self.poll_interval = poll_interval
         self.end_time = end_time
+        self.visible_by = visible_by
         self._log = log
         self._clock = clock
         self._last: tuple[str, int | None] | None = None
+        self._unknown_statuses: set[str] = set()
+        self._said_not_visible = False
 
-    def after_poll(self, outcome: VideoJob | VeoTransientError) -> float | dict[str, Any]:
+    def after_poll(self, outcome: PollOutcome) -> float | dict[str, Any]:
         """Seconds to sleep before polling again, or the event payload once there is an answer."""
-        if isinstance(outcome, VeoTransientError):
+        if isinstance(outcome, VeoJobNotFoundError):
+            if self.visible_by is None or self._clock() >= self.visible_by:
+                return error_event(self.video_id, self._not_found(outcome))
+            if not self._said_not_visible:
+                self._said_not_visible = True
+                self._log.info(
+                    "Video %s is not visible yet (CometAPI stores a job just after answering its create); "
+                    "polling on",
+                    self.video_id,
+                )
+        elif isinstance(outcome, VeoTransientError):
             # The job is paid for and still rendering: an outage is waited out until the deadline.
             self._log.warning("Video %s: could not read the job (%s); polling on", self.video_id, outcome)
         else:
@@ -629,21 +746,33 @@ class JobWatch:
         # Never sooner than the interval; up to 10% later, so a thousand triggers drift out of lock-step.
         return min(self.poll_interval * random.uniform(1.0, 1.1), seconds_left)
 
+    def _not_found(self, error: VeoJobNotFoundError) -> VeoJobNotFoundError:
+        after = " after the grace window for new jobs" if self.visible_by is not None else ""
+        return VeoJobNotFoundError(
+            f"CometAPI does not know video {self.video_id}{after} ({error}). Check that the connection "
+            "points at the account and base URL that created it; a job the gateway never stored is "
+            "refunded.",
+            status_code=error.status_code,
+            code=error.code,
+            request_id=error.request_id,
+        )
+
     def _describe(self, job: VideoJob) -> None:
         current = (job.status, job.progress)
         if current == self._last:
             return
         self._last = current
         progress = "" if job.progress is None else f", progress {job.progress}%"
-        if job.state is JobState.UNKNOWN:
+        if job.state is not JobState.UNKNOWN:
+            self._log.info("Video %s: status %r%s", job.video_id, job.status, progress)
+        elif job.status not in self._unknown_statuses:
+            self._unknown_statuses.add(job.status)
             self._log.warning(
                 "Video %s: status %r%s is not one this provider knows; treating it as still running",
                 job.video_id,
                 job.status,
                 progress,
             )
-        else:
-            self._log.info("Video %s: status %r%s", job.video_id, job.status, progress)
 
 
 # Events: what a trigger hands back to the task. Everything the resumed task needs travels in them,
@@ -703,6 +832,12 @@ def base_url_from(host: str | None, schema: str | None = None, port: int | None 
     if port and not re.search(r":\d+$", host.split("://", 1)[1]):
         host = f"{host}:{port}"
     return host
+
+
+def excerpt(text: str, limit: int = 80) -> str:
+    """The start of a prompt, on one line, for log lines and error messages."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def video_path(video_id: str) -> str:

@@ -425,7 +425,7 @@ def test_rate_limit_answers_429_with_retry_after(emu: VeoEmulator) -> None:
         assert response.headers["Retry-After"] == "0.25"
         error = api.error_from_response(429, response.content, response.headers["Retry-After"])
         assert isinstance(error, api.VeoTransientError)
-        assert error.retry_after == 0.25 and not error.request_may_have_arrived
+        assert error.retry_after == 0.25 and not error.job_may_exist
     assert create(emu).status_code == 200
     assert [p.status for p in emu.posts] == [429, 429, 200]
     assert len(emu.jobs) == 1

@@ -15,8 +15,10 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, urlsplit
 
 import requests
 from airflow.sdk import BaseHook
@@ -31,9 +33,11 @@ from airflow_provider_veo.api import (
     VeoError,
     VeoInputError,
     VeoTransientError,
+    VeoVideoUnavailableError,
     VideoJob,
     VideoRequest,
 )
+from airflow_provider_veo.mp4 import Mp4Error, Mp4Walker
 from airflow_provider_veo.storage import StagedFile, resolve_destination, write_error
 
 if TYPE_CHECKING:
@@ -44,6 +48,8 @@ if TYPE_CHECKING:
 DOWNLOAD_ATTEMPTS = 3
 _CONNECT_TIMEOUT = 10.0
 _EXPIRED_URL_STATUSES = frozenset({401, 403, 404, 410})
+#: The gateway's id of every answer, which its support asks for.
+REQUEST_ID_HEADER = "X-Oneapi-Request-Id"
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class _Settings:
     base_url: str
     api_key: str
     timeout: float
+    create_timeout: float
     retry: RetryPolicy
 
     @classmethod
@@ -62,20 +69,37 @@ class _Settings:
             raise VeoInputError("password", f"connection {conn.conn_id!r} has no API key")
         try:
             timeout = float(extra.get("timeout", api.DEFAULT_REQUEST_TIMEOUT))
+            create_timeout = float(extra.get("create_timeout", api.DEFAULT_CREATE_TIMEOUT))
             retry = RetryPolicy(
                 max_attempts=int(extra.get("max_retries", RetryPolicy.max_attempts - 1)) + 1,
                 base_delay=float(extra.get("retry_base_delay", RetryPolicy.base_delay)),
             )
         except (TypeError, ValueError) as exc:
             raise VeoInputError(
-                "extra", f"timeout, max_retries and retry_base_delay must be numbers: {exc}"
+                "extra",
+                f"timeout, create_timeout, max_retries and retry_base_delay must be numbers: {exc}",
             ) from None
         return cls(
             base_url=api.base_url_from(conn.host, conn.schema, conn.port),
             api_key=conn.password,
             timeout=timeout,
+            create_timeout=create_timeout,
             retry=retry,
         )
+
+    def api_path(self, url: str) -> str | None:
+        """The path (and query) of ``url`` when it is the API's own, e.g. the gateway's ``/content``
+        proxy as ``video_url``; ``None`` for any other host, which must never see the key."""
+        base, target = urlsplit(self.base_url), urlsplit(url)
+        same_origin = (
+            target.scheme.lower() == base.scheme.lower()
+            and target.hostname == base.hostname
+            and _port(target) == _port(base)
+        )
+        if not same_origin or not target.path.startswith(base.path.rstrip("/") + "/"):
+            return None
+        path = target.path[len(base.path.rstrip("/")) :]
+        return f"{path}?{target.query}" if target.query else path
 
     @property
     def auth_headers(self) -> dict[str, str]:
@@ -100,13 +124,27 @@ class _Settings:
         return error
 
 
+def _port(url: SplitResult) -> int | None:
+    return url.port or {"http": 80, "https": 443}.get(url.scheme.lower())
+
+
 def _requests_error(exc: requests.RequestException, url: str) -> VeoTransientError:
     """Map a transport failure; only a refused or timed-out connect proves the request never arrived."""
     reason = getattr(exc.args[0] if exc.args else None, "reason", None)
     never_arrived = isinstance(exc, requests.ConnectTimeout) or isinstance(reason, NewConnectionError)
     return api.connection_error(
         f"No answer from {url} ({type(exc).__name__}: {exc}). Check the connection's Base URL (`host`).",
-        request_may_have_arrived=not never_arrived,
+        job_may_exist=not never_arrived,
+    )
+
+
+def _error_from(response: requests.Response | httpx.Response) -> VeoError:
+    """The typed error of an unsuccessful answer, with its ``Retry-After`` and request id."""
+    return api.error_from_response(
+        response.status_code,
+        response.content,
+        response.headers.get("Retry-After"),
+        request_id=response.headers.get(REQUEST_ID_HEADER),
     )
 
 
@@ -170,13 +208,14 @@ class VeoHook(BaseHook):
         """One API call with the connection's retry policy; returns only a successful answer."""
         settings = self._settings
         url = settings.base_url + path
+        read_timeout = settings.create_timeout if method == "POST" else settings.timeout
         for attempt in itertools.count(1):
             try:
                 response = self._session.request(
                     method,
                     url,
                     headers=settings.auth_headers,
-                    timeout=(_CONNECT_TIMEOUT, settings.timeout),
+                    timeout=(_CONNECT_TIMEOUT, read_timeout),
                     stream=stream,
                     **kwargs,
                 )
@@ -185,9 +224,7 @@ class VeoHook(BaseHook):
             else:
                 if response.ok:
                     return response
-                error = api.error_from_response(
-                    response.status_code, response.content, response.headers.get("Retry-After")
-                )
+                error = _error_from(response)
                 response.close()
             error = settings.redact(error)  # before it is logged below, not only when raised
             delay = settings.retry.delay_before_retry(attempt, error, method=method)
@@ -224,7 +261,16 @@ class VeoHook(BaseHook):
             (name, (None, value, None)) for name, value in request.form_fields()
         ]
         parts += [("input_reference", image) for image in self.load_references(request)]
-        job = self._job(self._call("POST", api.VIDEOS_PATH, files=parts))
+        sent_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        try:
+            job = self._job(self._call("POST", api.VIDEOS_PATH, files=parts))
+        except api.VeoSubmissionUncertainError as exc:
+            exc.args = (
+                f"{exc} Look in the CometAPI console's task log for a {request.model} video created at "
+                f"about {sent_at} with the prompt {api.excerpt(request.prompt)!r}; download it by its id "
+                "with VeoDownloadVideoOperator, or clear this task to pay for a new one.",
+            )
+            raise
         self.log.info("Submitted video %s (model %s, status %s)", job.video_id, request.model, job.status)
         return job
 
@@ -284,13 +330,19 @@ class VeoHook(BaseHook):
     # ---------------------------------------------------------------------------------------
 
     def download_video(
-        self, video_id: str, destination: str | os.PathLike[str], *, job: VideoJob | None = None
+        self,
+        video_id: str,
+        destination: str | os.PathLike[str],
+        *,
+        job: VideoJob | None = None,
+        request: VideoRequest | None = None,
     ) -> dict[str, Any]:
         """Stream a completed job's MP4 to ``destination`` and describe what was written.
 
-        The file appears at the destination only once its size matches ``Content-Length`` and it
-        starts with an MP4 ``ftyp`` box. An expired or failed ``video_url`` is retried with a fresh
-        one from the job, then with ``/content``.
+        The file appears at the destination only once its size matches ``Content-Length`` and its
+        top-level boxes tile it exactly, with ``ftyp``, ``moov`` and ``mdat``: a body cut short is
+        never published. A failed ``video_url`` is retried with a fresh one from the job, then with
+        ``/content``. ``request``, when given, is what was asked, checked against what was rendered.
         """
         target = resolve_destination(destination, video_id)
         job = job or self.get_video(video_id)
@@ -311,14 +363,37 @@ class VeoHook(BaseHook):
                 continue
             written.update(video_id=video_id, model=job.model, seconds=job.seconds, size=job.size)
             self.log.info(
-                "Wrote %s (%d bytes, sha256 %s)", written["uri"], written["bytes"], written["sha256"]
+                "Wrote %s (%d bytes, sha256 %s, %s s, %sx%s)",
+                written["uri"],
+                written["bytes"],
+                written["sha256"],
+                written["duration_seconds"],
+                written["width"],
+                written["height"],
             )
+            self._check_rendered(video_id, written, request, job)
             return written
         raise AssertionError("unreachable")
 
-    def _stream_to(self, target: Any, video_id: str, video_url: str | None) -> dict[str, Any]:
-        """Fetch from ``video_url`` without credentials, or from ``/content`` with them, into ``target``."""
-        if video_url:
+    def _check_rendered(
+        self, video_id: str, written: dict[str, Any], request: VideoRequest | None, job: VideoJob
+    ) -> None:
+        """Warn when the MP4 differs from what was asked: channels may render another length or size."""
+        seconds = request.seconds if request else job.seconds
+        size = request.size if request else job.size
+        duration = written["duration_seconds"]
+        if seconds and duration is not None and abs(float(seconds) - duration) > 0.5:
+            self.log.warning("Video %s lasts %.2f s, but %s s were asked for", video_id, duration, seconds)
+        if size in api.VIDEO_SIZES and written["width"] and written["height"]:
+            rendered = f"{written['width']}x{written['height']}"
+            if rendered != size:
+                self.log.warning("Video %s is %s, but %s was asked for", video_id, rendered, size)
+
+    def _open_video(self, video_id: str, video_url: str | None) -> requests.Response:
+        """The streaming answer for a job's video: ``video_url`` on another host without the key (a CDN),
+        the API's own ``/content`` (which ``video_url`` may also point at) with it."""
+        api_path = self._settings.api_path(video_url) if video_url else None
+        if video_url and api_path is None:
             try:
                 response = self._session.get(
                     video_url, stream=True, timeout=(_CONNECT_TIMEOUT, self._settings.timeout)
@@ -329,40 +404,53 @@ class VeoHook(BaseHook):
                 response.close()
                 expired = " (expired?)" if response.status_code in _EXPIRED_URL_STATUSES else ""
                 raise VeoDownloadError(f"video_url answered HTTP {response.status_code}{expired}")
-        else:
-            try:
-                response = self._call("GET", api.video_path(video_id) + "/content", stream=True)
-            except VeoTransientError as exc:
-                raise VeoDownloadError(str(exc)) from exc
+            return response
+        try:
+            return self._call("GET", api_path or api.video_path(video_id) + "/content", stream=True)
+        except VeoTransientError as exc:
+            if exc.status_code is not None and exc.status_code >= 500:
+                raise VeoVideoUnavailableError(
+                    f"CometAPI says video {video_id} is completed but cannot deliver it ({exc}). This "
+                    "happens when Google blocks a finished clip, which is still billed: ask CometAPI's "
+                    "support about this video id and request id."
+                ) from exc
+            raise VeoDownloadError(str(exc)) from exc
+
+    def _stream_to(self, target: Any, video_id: str, video_url: str | None) -> dict[str, Any]:
+        """Stream the video into ``target`` and publish it only once it is verified whole."""
+        response = self._open_video(video_id, video_url)
         staged = StagedFile(target)
         with response, staged as sink:
             expected = response.headers.get("Content-Length")
-            digest, size, head = hashlib.sha256(), 0, b""
+            digest, size, walker = hashlib.sha256(), 0, Mp4Walker()
             try:
                 for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
-                    if len(head) < 8:
-                        head += chunk[:8]
                     try:
                         sink.write(chunk)
                     except OSError as exc:  # a full disk: not something another attempt mends
                         raise write_error(target, exc) from exc
                     digest.update(chunk)
                     size += len(chunk)
+                    walker.feed(chunk)
+                if expected is not None and expected.isdigit() and int(expected) != size:
+                    raise VeoDownloadError(f"the download is truncated: {size} of {expected} bytes")
+                info = walker.finish()
             except requests.RequestException as exc:
                 raise VeoDownloadError(
                     f"the download broke off after {size} of {expected or 'unknown'} bytes "
                     f"({type(exc).__name__})"
                 ) from exc
-            if expected is not None and expected.isdigit() and int(expected) != size:
-                raise VeoDownloadError(f"the download is truncated: {size} of {expected} bytes")
-            if not api.looks_like_mp4(head):
-                raise VeoDownloadError(f"the download is not an MP4 (no ftyp box; starts {head[:8]!r})")
+            except Mp4Error as exc:
+                raise VeoDownloadError(f"the download is not a whole MP4 ({size} bytes): {exc}") from exc
             staged.publish()
         return {
             "uri": staged.uri,
             "bytes": size,
             "sha256": digest.hexdigest(),
             "content_type": response.headers.get("Content-Type", "video/mp4").split(";")[0],
+            "duration_seconds": info.duration_seconds,
+            "width": info.width,
+            "height": info.height,
         }
 
     # ---------------------------------------------------------------------------------------
@@ -485,14 +573,12 @@ class VeoAsyncClient:
                 error: VeoError = api.connection_error(
                     f"No answer from {self._settings.base_url}{path} ({type(exc).__name__}). "
                     "Check the connection's Base URL (`host`).",
-                    request_may_have_arrived=not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)),
+                    job_may_exist=not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)),
                 )
             else:
                 if response.is_success:
                     return self._settings.parse_job(response.content)
-                error = api.error_from_response(
-                    response.status_code, response.content, response.headers.get("Retry-After")
-                )
+                error = _error_from(response)
             error = self._settings.redact(error)  # before it is logged below, not only when raised
             delay = retry.delay_before_retry(attempt, error, method="GET")
             if delay is None:

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_veo import api
-from airflow_provider_veo.api import DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, JobState, JobWatch, VideoJob
+from airflow_provider_veo.api import (
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_TIMEOUT,
+    JobState,
+    JobWatch,
+    VideoJob,
+    VideoRequest,
+)
 from airflow_provider_veo.outcomes import default_deferrable, task_outcomes
+from airflow_provider_veo.waiting import defer_to_trigger, poll_once
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_veo.hooks.veo import VeoHook
-
-#: Extra time the deferral gets beyond the trigger's own deadline, so the trigger reports the timeout.
-DEFERRAL_GRACE = timedelta(seconds=60)
 
 
 class VeoCreateVideoOperator(BaseOperator):
@@ -38,12 +42,15 @@ class VeoCreateVideoOperator(BaseOperator):
         object storage URIs or http(s) URLs of PNG, JPEG or WebP files.
     :param veo_conn_id: the ``veo`` connection.
     :param resubmit_failed: on a retry after the earlier job failed, submit a new one (default) or fail.
+    :param visibility_grace: seconds after a create during which "not found" is taken as a job the API
+        has not stored yet (the gateway answers the create first), rather than as an unknown id.
     """
 
     template_fields: Sequence[str] = ("prompt", "model", "seconds", "size", "input_reference")
     ui_color = "#e8f0fe"
 
-    #: task_state_store key of the submitted video; renaming it breaks resumes of in-flight retries.
+    #: task_state_store key of the submitted video (``{"video_id", "submitted_at"}``; a bare id from
+    #: earlier releases is read too); renaming it breaks resumes of in-flight retries.
     STATE_KEY = "veo_video_id"
 
     def __init__(
@@ -56,6 +63,7 @@ class VeoCreateVideoOperator(BaseOperator):
         input_reference: str | list[str] | None = None,
         veo_conn_id: str = "veo_default",
         resubmit_failed: bool = True,
+        visibility_grace: float = api.DEFAULT_VISIBILITY_GRACE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -66,6 +74,7 @@ class VeoCreateVideoOperator(BaseOperator):
         self.input_reference = input_reference
         self.veo_conn_id = veo_conn_id
         self.resubmit_failed = resubmit_failed
+        self.visibility_grace = visibility_grace
 
     @cached_property
     def hook(self) -> VeoHook:
@@ -75,26 +84,39 @@ class VeoCreateVideoOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         with task_outcomes():
-            job = self.submit_or_resume(context)
+            job, _ = self.submit_or_resume(context)
         return job.video_id
 
-    def submit_or_resume(self, context: Context) -> VideoJob:
-        """Validate, then reuse the job of an earlier try of this task or submit a new one."""
-        request = api.build_request(
+    def build_request(self) -> VideoRequest:
+        return api.build_request(
             prompt=self.prompt,
             model=self.model,
             seconds=self.seconds,
             size=self.size,
             input_reference=self.input_reference,
         )
+
+    def submit_or_resume(self, context: Context) -> tuple[VideoJob, float]:
+        """Validate, then reuse the job of an earlier try of this task or submit a new one.
+
+        Returns the job and the epoch second until which "not found" means "not stored yet".
+        """
+        request = self.build_request()
         store = context.get("task_state_store")
         if store is None:
             self.log.warning(
                 "This Airflow has no task_state_store (Airflow 3.3+): if this task fails after submitting "
                 "and is retried, the retry submits and pays for a new video."
             )
-        elif video_id := store.get(self.STATE_KEY):
-            job = self.hook.get_video(str(video_id))
+        elif earlier := _stored_submission(store.get(self.STATE_KEY)):
+            video_id, submitted_at = earlier
+            visible_by = submitted_at + self.visibility_grace
+            try:
+                job = self.hook.get_video(video_id)
+            except api.VeoJobNotFoundError:
+                if time.time() >= visible_by:
+                    raise
+                job = VideoJob(video_id=video_id, status="unknown")  # created moments ago, not stored yet
             if job.state is not JobState.FAILED:
                 self.log.info(
                     "Reusing video %s submitted by an earlier try (status %r): not submitting again",
@@ -102,19 +124,29 @@ class VeoCreateVideoOperator(BaseOperator):
                     job.status,
                 )
                 self._remember(context, job)
-                return job
+                return job, visible_by
             if not self.resubmit_failed:
                 raise job.failure()
             self.log.warning("Video %s of an earlier try ended %r; submitting anew", job.video_id, job.status)
         job = self.hook.submit(request)
+        submitted_at = time.time()
         if store is not None:
-            store.set(self.STATE_KEY, job.video_id)
+            store.set(self.STATE_KEY, {"video_id": job.video_id, "submitted_at": submitted_at})
         self._remember(context, job)
-        return job
+        return job, submitted_at + self.visibility_grace
 
     @staticmethod
     def _remember(context: Context, job: VideoJob) -> None:
         context["ti"].xcom_push(key="video_id", value=job.video_id)
+
+
+def _stored_submission(value: object) -> tuple[str, float] | None:
+    """The video id and submission time an earlier try stored; a bare id (older releases) has no time."""
+    if isinstance(value, dict) and value.get("video_id"):
+        return str(value["video_id"]), float(value.get("submitted_at") or 0.0)
+    if isinstance(value, str) and value:
+        return value, 0.0
+    return None
 
 
 class VeoDownloadVideoOperator(BaseOperator):
@@ -181,32 +213,27 @@ class VeoGenerateVideoOperator(VeoCreateVideoOperator):
 
         with task_outcomes():
             check_destination(self.destination)  # before paying for a video it could not store
-            job = self.submit_or_resume(context)
+            job, visible_by = self.submit_or_resume(context)
             if not job.state.is_terminal and self.deferrable:
-                from airflow_provider_veo.triggers.veo import VeoTaskTrigger
-
-                self.defer(
-                    trigger=VeoTaskTrigger(
-                        video_id=job.video_id,
-                        veo_conn_id=self.veo_conn_id,
-                        poll_interval=self.poll_interval,
-                        end_time=time.time() + self.timeout,
-                    ),
-                    method_name="execute_complete",
-                    timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
+                defer_to_trigger(
+                    self,
+                    video_id=job.video_id,
+                    veo_conn_id=self.veo_conn_id,
+                    poll_interval=self.poll_interval,
+                    timeout=self.timeout,
+                    visible_by=visible_by,
                 )
-            return self._download(api.job_from_event(self._wait(job)))
+            return self._download(api.job_from_event(self._wait(job, visible_by)))
 
-    def _wait(self, job: VideoJob) -> dict[str, Any]:
+    def _wait(self, job: VideoJob, visible_by: float) -> dict[str, Any]:
         """Poll in the worker (``deferrable=False``) with the trigger's own decisions."""
-        watch = JobWatch(job.video_id, self.poll_interval, time.time() + self.timeout, self.log)
-        outcome: VideoJob | api.VeoTransientError = job
+        watch = JobWatch(
+            job.video_id, self.poll_interval, time.time() + self.timeout, self.log, visible_by=visible_by
+        )
+        outcome: api.PollOutcome = job
         while not isinstance(step := watch.after_poll(outcome), dict):
             time.sleep(step)
-            try:
-                outcome = self.hook.get_video(job.video_id)
-            except api.VeoTransientError as exc:
-                outcome = exc
+            outcome = poll_once(self.hook, job.video_id)
         return step
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -215,4 +242,4 @@ class VeoGenerateVideoOperator(VeoCreateVideoOperator):
             return self._download(api.job_from_event(event))
 
     def _download(self, job: VideoJob) -> dict[str, Any]:
-        return self.hook.download_video(job.video_id, self.destination, job=job)
+        return self.hook.download_video(job.video_id, self.destination, job=job, request=self.build_request())

@@ -5,16 +5,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_veo import api
-from airflow_provider_veo.api import DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, JobWatch, VideoJob
-from airflow_provider_veo.operators.veo import DEFERRAL_GRACE
+from airflow_provider_veo.api import DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, JobWatch
 from airflow_provider_veo.outcomes import AirflowSensorTimeout, default_deferrable, task_outcomes
+from airflow_provider_veo.waiting import defer_to_trigger, poll_once
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -31,6 +30,8 @@ class VeoTaskSensor(BaseSensorOperator):
 
     :param video_id: the job to wait for (templated), typically the create operator's XCom.
     :param veo_conn_id: the ``veo`` connection.
+    :param visibility_grace: seconds from the sensor's start during which "not found" is taken as a
+        job created moments ago that the API has not stored yet.
     """
 
     template_fields: Sequence[str] = ("video_id",)
@@ -44,12 +45,14 @@ class VeoTaskSensor(BaseSensorOperator):
         poke_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float = DEFAULT_TIMEOUT,
         deferrable: bool | None = None,
+        visibility_grace: float = api.DEFAULT_VISIBILITY_GRACE,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         self.video_id = video_id
         self.veo_conn_id = veo_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.visibility_grace = visibility_grace
 
     @cached_property
     def hook(self) -> VeoHook:
@@ -58,9 +61,16 @@ class VeoTaskSensor(BaseSensorOperator):
         return VeoHook(veo_conn_id=self.veo_conn_id)
 
     @cached_property
+    def _visible_by(self) -> float:
+        # From the first poke of this try: the sensor starts moments after the create it waits for.
+        return time.time() + float(self.visibility_grace)
+
+    @cached_property
     def _watch(self) -> JobWatch:
         # The sensor machinery enforces the deadline in poke mode; the watch only logs and decides.
-        return JobWatch(str(self.video_id), float(self.poke_interval), math.inf, self.log)
+        return JobWatch(
+            str(self.video_id), float(self.poke_interval), math.inf, self.log, visible_by=self._visible_by
+        )
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -73,27 +83,18 @@ class VeoTaskSensor(BaseSensorOperator):
                 ) from exc
         if done := self.poke(context):
             return done.xcom_value
-        from airflow_provider_veo.triggers.veo import VeoTaskTrigger
-
-        self.defer(
-            trigger=VeoTaskTrigger(
-                video_id=str(self.video_id),
-                veo_conn_id=self.veo_conn_id,
-                poll_interval=float(self.poke_interval),
-                end_time=time.time() + float(self.timeout),
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=float(self.timeout)) + DEFERRAL_GRACE,
+        defer_to_trigger(
+            self,
+            video_id=str(self.video_id),
+            veo_conn_id=self.veo_conn_id,
+            poll_interval=float(self.poke_interval),
+            timeout=float(self.timeout),
+            visible_by=self._visible_by,
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
         with task_outcomes():
-            outcome: VideoJob | api.VeoTransientError
-            try:
-                outcome = self.hook.get_video(str(self.video_id))
-            except api.VeoTransientError as exc:
-                outcome = exc
-            step = self._watch.after_poll(outcome)
+            step = self._watch.after_poll(poll_once(self.hook, str(self.video_id)))
             if not isinstance(step, dict):
                 return PokeReturnValue(is_done=False)
             return PokeReturnValue(is_done=True, xcom_value=api.job_from_event(step).to_dict())

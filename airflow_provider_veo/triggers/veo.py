@@ -11,7 +11,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_veo import api
-from airflow_provider_veo.api import JobWatch, VeoError, VeoTransientError, VideoJob
+from airflow_provider_veo.api import JobWatch, VeoError
+from airflow_provider_veo.waiting import apoll_once
 
 
 class VeoTaskTrigger(BaseTrigger):
@@ -24,6 +25,8 @@ class VeoTaskTrigger(BaseTrigger):
     :param veo_conn_id: the ``veo`` connection to read it with.
     :param poll_interval: seconds between polls (jittered upwards by up to 10%).
     :param end_time: epoch seconds after which the trigger gives up with a ``timeout`` event.
+    :param visible_by: epoch seconds until which "not found" means the job was created moments ago
+        and is not stored yet; ``None`` believes "not found" at once.
     """
 
     def __init__(
@@ -32,12 +35,14 @@ class VeoTaskTrigger(BaseTrigger):
         veo_conn_id: str = "veo_default",
         poll_interval: float = api.DEFAULT_POLL_INTERVAL,
         end_time: float | None = None,
+        visible_by: float | None = None,
     ) -> None:
         super().__init__()
         self.video_id = video_id
         self.veo_conn_id = veo_conn_id
         self.poll_interval = float(poll_interval)
         self.end_time = float(end_time) if end_time is not None else time.time() + api.DEFAULT_TIMEOUT
+        self.visible_by = float(visible_by) if visible_by is not None else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -47,22 +52,20 @@ class VeoTaskTrigger(BaseTrigger):
                 "veo_conn_id": self.veo_conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "visible_by": self.visible_by,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # The hook module (requests, httpx, storage) takes ~0.1 s to import the first time: never on the loop.
         hooks = await asyncio.to_thread(importlib.import_module, "airflow_provider_veo.hooks.veo")
-        watch = JobWatch(self.video_id, self.poll_interval, self.end_time, self.log)
+        watch = JobWatch(
+            self.video_id, self.poll_interval, self.end_time, self.log, visible_by=self.visible_by
+        )
         try:
             async with hooks.VeoHook(veo_conn_id=self.veo_conn_id).async_client() as client:
                 while True:
-                    outcome: VideoJob | VeoTransientError
-                    try:
-                        outcome = await client.get_video(self.video_id)
-                    except VeoTransientError as exc:
-                        outcome = exc
-                    step = watch.after_poll(outcome)
+                    step = watch.after_poll(await apoll_once(client, self.video_id))
                     if isinstance(step, dict):
                         yield TriggerEvent(step)
                         return

@@ -72,7 +72,13 @@ def test_text_to_video_both_modes(emulator: VeoEmulator, tmp_path: Path, mode: s
     result = run_three_tasks(mode, tmp_path, prompt="a fox")
     assert result.state == "success"
     assert len(emulator.posts) == 1
-    assert dict(emulator.posts[0].form) == {"model": "veo3.1", "prompt": "a fox", "size": "720x1280"}
+    # `seconds` is always sent: the gateway would otherwise render and bill Veo's own default of 8.
+    assert dict(emulator.posts[0].form) == {
+        "model": "veo3.1",
+        "prompt": "a fox",
+        "seconds": "4",
+        "size": "720x1280",
+    }
     assert result.task("wait_for_video").xcom["return_value"]["status"] == "completed"
     assert_video_written(result, emulator, "download_video")
 

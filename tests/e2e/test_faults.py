@@ -60,7 +60,7 @@ SHORT_TIMEOUT = 0.5  # the connection's `timeout` extra in the slow-answer cases
 CASES: list[str] = [
     "POST: connection reset after the job was created",
     "POST: connection reset before the job was created",
-    *[f"POST: HTTP {status}" for status in STATUSES_5XX],
+    *[f"POST: HTTP {status}, the API's JSON error" for status in STATUSES_5XX],
     "POST: 429 three times, with Retry-After",
     "POST: answer slower than the request timeout",
     *[f"GET, {mode}: connection reset twice" for mode in MODES],
@@ -318,7 +318,7 @@ def test_post_reset_after_create_fails_the_task_without_resending(
     assert (create.state, create.try_number) == ("failed", 1)  # retries=2, yet never retried
     assert result.task("wait_for_video").state == result.task("download_video").state == "upstream_failed"
     log = capfd.readouterr().out
-    assert MAY_HAVE in log and NOT_RESENT in log and "check the CometAPI dashboard" in log
+    assert MAY_HAVE in log and NOT_RESENT in log and "console's task log" in log
     assert len(emu.posts) == 1
     assert len(emu.jobs) == 1  # the job exists and is billed: exactly why it is not sent again
     record(
@@ -343,13 +343,21 @@ def test_post_reset_before_create_is_not_resent(emu: VeoEmulator, out: Path) -> 
 
 
 @pytest.mark.parametrize("status", STATUSES_5XX)
-def test_post_5xx_is_not_resent(emu: VeoEmulator, out: Path, status: int) -> None:
+def test_post_json_5xx_is_retried(emu: VeoEmulator, out: Path, status: int) -> None:
+    # A JSON error is the API's own answer: it created nothing (the gateway refunds on every error).
     emu.scenario = Scenario(post_failure=status)
     outcome = generate(out)
-    text = failure(outcome, MAY_HAVE, f"HTTP {status}", NOT_RESENT, final=True)
-    assert [p.status for p in emu.posts] == [status]
-    assert emu.jobs == {}
-    record(f"POST: HTTP {status}", via("poke"), text, 1, 0, assert_nothing_left(out))
+    left = assert_video(outcome, emu, out)
+    assert [p.status for p in emu.posts] == [status, 200]
+    assert len(emu.jobs) == 1
+    record(
+        f"POST: HTTP {status}, the API's JSON error",
+        via("poke"),
+        "success: the POST is retried with backoff (the API's own error created nothing)",
+        f"2 ({status}, then created)",
+        1,
+        left,
+    )
 
 
 def test_post_429_storm_is_retried_after_retry_after(emu: VeoEmulator, out: Path) -> None:
@@ -374,7 +382,7 @@ def test_post_429_storm_is_retried_after_retry_after(emu: VeoEmulator, out: Path
 def test_post_slower_than_timeout_is_not_resent(
     emu: VeoEmulator, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_connection(monkeypatch, emu, timeout=SHORT_TIMEOUT)
+    use_connection(monkeypatch, emu, create_timeout=SHORT_TIMEOUT)
     emu.scenario = Scenario(**SLOW)  # emulator-wide: the first API request is the POST
     outcome = generate(out)
     text = failure(outcome, MAY_HAVE, "ReadTimeout", NOT_RESENT, final=True)
@@ -383,7 +391,7 @@ def test_post_slower_than_timeout_is_not_resent(
     let_slow_answers_finish(emu)
     record(
         "POST: answer slower than the request timeout",
-        f"{via('poke')}, `timeout` {SHORT_TIMEOUT} s",
+        f"{via('poke')}, `create_timeout` {SHORT_TIMEOUT} s",
         text,
         1,
         "1 (after the client gave up)",
@@ -506,7 +514,9 @@ def test_truncated_download_leaves_nothing(emu: VeoEmulator, out: Path) -> None:
 def test_corrupt_download_leaves_nothing(emu: VeoEmulator, out: Path) -> None:
     emu.queue_scenario(Scenario(corrupt_download=True))
     outcome = generate(out)
-    text = failure(outcome, "the download is not an MP4 (no ftyp box", final=False)
+    text = failure(
+        outcome, "the download is not a whole MP4", "does not start with an 'ftyp' box", final=False
+    )
     assert len(emu.posts) == 1
     record("download: corrupt body (no ftyp box)", via("poke"), text, 1, 1, assert_nothing_left(out))
 

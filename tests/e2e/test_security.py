@@ -177,7 +177,7 @@ def test_key_never_in_exception_messages(
         else:
             raise AssertionError("expected a failure")
 
-    for failure in ("reset_after_create", 500, 503):
+    for failure in ("reset_after_create", "reset_before_create", 402, 403):
         emu.scenario = Scenario(post_failure=failure)
         failing(lambda: hook.create_video("a fox"))
     emu.queue_scenario(Scenario(outcome="failed", error_message=f"rejected {KEY}", polls_until_done=0))
@@ -207,7 +207,7 @@ def test_key_never_in_exception_messages(
     assert event["status"] == "failed"
 
     texts = ["".join(traceback.format_exception(e)) for e in errors] + [json.dumps(event)]
-    assert len(errors) == 7
+    assert len(errors) == 8
     assert [t for t in texts if KEY in t] == []
     assert any("rejected ***" in t for t in texts)  # redacted, not dropped
 

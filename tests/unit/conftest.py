@@ -28,14 +28,14 @@ JOB_URL = f"{BASE_URL}/v1/videos/{VIDEO_ID}"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(64))
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(64))
 WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(range(64))
-#: The first bytes of an MP4 (an ``ftyp`` box), then filler.
-MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+#: The smallest whole MP4 head: an ``ftyp`` box and an empty ``moov``; ``mp4_bytes`` adds the ``mdat``.
+MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00\x00\x00\x08moov"
 
 
 def mp4_bytes(size: int) -> bytes:
-    """An MP4-looking payload of exactly ``size`` bytes."""
-    filler = bytes(i % 251 for i in range(max(0, size - len(MP4_HEAD))))
-    return (MP4_HEAD + filler)[:size]
+    """A structurally whole MP4 of exactly ``size`` bytes (at least 40): ``ftyp``, ``moov``, ``mdat``."""
+    filler = bytes(i % 251 for i in range(size - len(MP4_HEAD) - 8))
+    return MP4_HEAD + (8 + len(filler)).to_bytes(4, "big") + b"mdat" + filler
 
 
 def conn_json(host: str = BASE_URL, password: str | None = API_KEY, **extra: Any) -> str:

@@ -28,6 +28,8 @@ from airflow_provider_veo.api import (
     VeoTransientError,
     VideoJob,
     build_request,
+    job_from_event,
+    job_state,
 )
 
 from .conftest import JPEG, PNG, WEBP, error_json, job_json
@@ -190,8 +192,25 @@ def test_form_fields_order_and_values() -> None:
     ]
 
 
+def test_form_fields_always_carry_seconds_for_models_that_take_it() -> None:
+    # The gateway passes an absent `seconds` upstream, where Veo renders and bills 8.
+    assert build_request(prompt="a cat").form_fields() == [
+        ("model", "veo3.1-fast"),
+        ("prompt", "a cat"),
+        ("seconds", str(api.DEFAULT_SECONDS)),
+    ]
+    assert ("seconds", "4") in build_request(prompt="a cat", model="veo3.1").form_fields()
+
+
 def test_form_fields_leave_out_what_was_not_given() -> None:
-    assert build_request(prompt="a cat").form_fields() == [("model", "veo3.1-fast"), ("prompt", "a cat")]
+    assert build_request(prompt="a cat", model="veo3-pro").form_fields() == [
+        ("model", "veo3-pro"),
+        ("prompt", "a cat"),
+    ]
+    assert build_request(prompt="a cat", model="veo9-new").form_fields() == [
+        ("model", "veo9-new"),
+        ("prompt", "a cat"),
+    ]
 
 
 @pytest.mark.parametrize("seconds", ["8", 8, 8.0, " 8 "])
@@ -323,7 +342,7 @@ REQUEST_ID = "(request id: 20251205123456789abc)"
         (403, error_json(f"user quota is not enough {REQUEST_ID}"), VeoInsufficientCreditError, 0),
         (403, error_json(f"Insufficient balance {REQUEST_ID}"), VeoInsufficientCreditError, 0),
         (403, error_json(f"model not allowed for this token {REQUEST_ID}"), VeoPermissionError, 0),
-        (404, error_json(f"task not found {REQUEST_ID}"), VeoBadRequestError, 0),
+        (404, error_json(f"task not found {REQUEST_ID}"), api.VeoJobNotFoundError, 0),
         (429, error_json(f"Too many requests {REQUEST_ID}"), VeoTransientError, 1),
         (500, error_json(f"bad model {REQUEST_ID}", "invalid_request"), VeoBadRequestError, 0),
         (500, error_json(f"internal error {REQUEST_ID}"), VeoTransientError, 1),
@@ -354,14 +373,14 @@ def test_429_honours_retry_after_and_never_arrived() -> None:
     error = api.error_from_response(429, json.dumps(error_json("slow down")), "7")
     assert isinstance(error, VeoTransientError)
     assert error.retry_after == 7.0
-    assert error.request_may_have_arrived is False
+    assert error.job_may_exist is False
     assert api.error_from_response(429, b"", "Wed, 21 Oct 2015 07:28:00 GMT").retry_after is None
 
 
 def test_5xx_may_have_arrived() -> None:
     error = api.error_from_response(502, b"")
     assert isinstance(error, VeoTransientError)
-    assert error.request_may_have_arrived is True
+    assert error.job_may_exist is True
     assert "(empty body)" in str(error)
 
 
@@ -387,9 +406,7 @@ POLICY = RetryPolicy(max_attempts=4, base_delay=1.0, max_delay=60.0)
 
 
 def _transient(*, arrived: bool = True, retry_after: float | None = None) -> VeoTransientError:
-    return VeoTransientError(
-        "HTTP 503", status_code=503, retry_after=retry_after, request_may_have_arrived=arrived
-    )
+    return VeoTransientError("HTTP 503", status_code=503, retry_after=retry_after, job_may_exist=arrived)
 
 
 def test_get_retried_on_transient_with_growing_backoff() -> None:
@@ -723,3 +740,198 @@ def test_veo31_takes_the_self_developed_routes_orientation_hints() -> None:
     assert request.size == "16x9" and len(request.references) == 2
     with pytest.raises(VeoInputError, match="size"):
         build_request(prompt="p", model="veo3.1-fast", size="16x9")
+
+
+# --------------------------------------------------------------------------------------------
+# The gateway (new-api) behind CometAPI: its error shapes, statuses and job bodies
+# --------------------------------------------------------------------------------------------
+
+GATEWAY_ERROR_SHAPES = [
+    pytest.param(
+        {"error": {"message": "Invalid token (request id: 2026R1)", "type": "new_api_error", "code": ""}},
+        "Invalid token",
+        None,
+        id="envelope",
+    ),
+    pytest.param(
+        {"code": "task_not_exist", "message": "task_not_exist", "data": None},
+        "task_not_exist",
+        "task_not_exist",
+        id="flat",
+    ),
+    pytest.param(
+        {"error": {"message": "Task not found", "type": "invalid_request_error"}},
+        "Task not found",
+        None,
+        id="content",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "message", "code"), GATEWAY_ERROR_SHAPES)
+def test_error_body_reads_the_three_gateway_shapes(
+    body: dict[str, Any], message: str, code: str | None
+) -> None:
+    parsed = api.ErrorBody.parse(json.dumps(body))
+    assert parsed.from_api is True
+    assert message in parsed.message
+    assert parsed.code == code
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"<html><body>502 Bad Gateway</body></html>", b'{"detail": "x"}', b"[1]"]
+)
+def test_error_body_of_a_proxy_is_not_the_apis(body: bytes) -> None:
+    assert api.ErrorBody.parse(body).from_api is False
+
+
+def test_request_id_from_the_header_when_the_body_has_none() -> None:
+    flat = json.dumps({"code": "do_request_failed", "message": "upstream down", "data": None})
+    error = api.error_from_response(500, flat, request_id="20261129abc")
+    assert error.request_id == "20261129abc"
+    assert "upstream down (request id: 20261129abc)" in str(error)
+    assert "[code: do_request_failed]" in str(error)
+    envelope = json.dumps(error_json("Invalid token (request id: in-body)"))
+    assert str(api.error_from_response(401, envelope, request_id="in-header")).count("request id") == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (403, {"code": "insufficient_user_quota", "message": "用户额度不足, 剩余额度: ＄0.00", "data": None}),  # noqa: RUF001
+        (
+            403,
+            {"code": "pre_consume_token_quota_failed", "message": "token quota is not enough", "data": None},
+        ),
+        (403, {"code": "", "message": "余额不足", "data": None}),
+        (403, {"code": "", "message": "订阅额度已用尽", "data": None}),
+        (403, error_json("Insufficient balance")),
+        (402, {}),
+    ],
+)
+def test_out_of_credit_in_every_form_says_so_plainly(status: int, body: dict[str, Any]) -> None:
+    error = api.error_from_response(status, json.dumps(body))
+    assert type(error) is VeoInsufficientCreditError
+    assert error.retryable is False
+    assert "out of credit" in str(error)
+
+
+def test_401_says_invalid_expired_or_out_of_its_own_quota() -> None:
+    error = api.error_from_response(401, json.dumps(error_json("Invalid token (request id: r)")))
+    assert type(error) is VeoAuthenticationError
+    assert all(word in str(error) for word in ("invalid", "expired", "quota"))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (400, {"code": "task_not_exist", "message": "task_not_exist", "data": None}, api.VeoJobNotFoundError),
+        (
+            404,
+            {"error": {"message": "Task not found", "type": "invalid_request_error"}},
+            api.VeoJobNotFoundError,
+        ),
+        (404, error_json("Invalid URL (GET /v2/videos)", "invalid_url"), VeoBadRequestError),
+        (400, {"code": "invalid_json", "message": "bad form", "data": None}, VeoBadRequestError),
+    ],
+)
+def test_not_found_is_its_own_error(status: int, body: dict[str, Any], kind: type) -> None:
+    assert type(api.error_from_response(status, json.dumps(body))) is kind
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504, 524])
+def test_a_json_error_means_no_job_was_created(status: int) -> None:
+    flat = json.dumps(
+        {"code": "do_request_failed", "message": "当前分组上游负载已饱和，请稍后再试", "data": None}  # noqa: RUF001
+    )
+    error = api.error_from_response(status, flat)
+    assert isinstance(error, VeoTransientError)
+    assert error.job_may_exist is False
+    assert RetryPolicy().delay_before_retry(1, error, method="POST") is not None
+
+
+@pytest.mark.parametrize("status", [502, 504, 524])
+@pytest.mark.parametrize("body", [b"", b"<html>Bad gateway</html>"])
+def test_a_proxy_error_leaves_a_job_possible(status: int, body: bytes) -> None:
+    error = api.error_from_response(status, body)
+    assert isinstance(error, VeoTransientError) and error.job_may_exist is True
+    assert RetryPolicy().delay_before_retry(1, error, method="POST") is None
+    assert isinstance(RetryPolicy().final_error(error, method="POST"), VeoSubmissionUncertainError)
+
+
+def test_a_429_without_retry_after_backs_off_on_its_own() -> None:
+    error = api.error_from_response(429, json.dumps({"code": "", "message": "饱和", "data": None}))
+    assert isinstance(error, VeoTransientError) and error.retry_after is None
+    delays = [RetryPolicy(base_delay=1.0).delay_before_retry(3, error, method="POST") for _ in range(50)]
+    assert all(d is not None and 0 <= d <= 4.0 for d in delays)
+    assert len(set(delays)) > 1  # jittered
+
+
+def test_an_error_only_job_body_is_a_failed_job() -> None:
+    job = VideoJob.from_json(
+        {"error": {"message": "upstream rejected the prompt", "type": "upstream_error"}, "id": "task_x"}
+    )
+    assert job.status == "failed" and job.state is JobState.FAILED
+    assert "upstream rejected the prompt" in str(job.failure())
+
+
+def test_a_failed_job_without_an_error_explains_itself() -> None:
+    job = VideoJob.from_json({"id": "task_x", "status": "failed", "progress": 100})
+    message = str(job.failure())
+    assert "no reason" in message and "safety" in message and "task_x" in message
+
+
+def test_unknown_is_the_gateways_status_before_the_first_poll() -> None:
+    assert job_state("unknown") is JobState.PENDING
+    assert job_state("UNKNOWN").is_terminal is False
+    assert VideoJob.from_json({"id": "task_x"}).state is JobState.PENDING
+
+
+def test_two_references_warn_that_some_channels_use_only_the_first() -> None:
+    request = build_request(prompt="p", model="veo3.1", seconds=8, input_reference=["a.png", "b.png"])
+    assert any("use only the" in warning for warning in request.warnings)
+    assert not any("use only the" in w for w in build_request(prompt="p", input_reference="a.png").warnings)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _not_found() -> api.VeoJobNotFoundError:
+    return api.VeoJobNotFoundError("CometAPI answered HTTP 400: task_not_exist", status_code=400)
+
+
+def test_watch_waits_out_not_found_within_the_grace_window() -> None:
+    log, clock = RecordingLog(), Clock()
+    watch = JobWatch("task_x", 5.0, end_time=5000.0, log=log, clock=clock, visible_by=1060.0)
+    for _ in range(3):
+        assert isinstance(watch.after_poll(_not_found()), float)
+        clock.now += 15
+    assert sum("not visible yet" in line for _, line in log.lines) == 1
+    assert isinstance(watch.after_poll(VideoJob(video_id="task_x", status="queued")), float)
+    clock.now = 1061.0
+    event = watch.after_poll(_not_found())
+    assert isinstance(event, dict) and event["status"] == "error"
+    assert "task_x" in event["message"] and "grace window" in event["message"]
+    with pytest.raises(VeoAPIError, match="task_x") as raised:
+        job_from_event(event)
+    assert raised.value.retryable is False
+
+
+def test_watch_without_a_grace_window_believes_not_found_at_once() -> None:
+    event = JobWatch("task_x", 5.0, end_time=5000.0, log=RecordingLog(), clock=Clock()).after_poll(
+        _not_found()
+    )
+    assert isinstance(event, dict) and event["status"] == "error" and "task_x" in event["message"]
+
+
+def test_watch_warns_of_an_unknown_status_once() -> None:
+    log = RecordingLog()
+    watch = JobWatch("task_x", 5.0, end_time=5000.0, log=log, clock=Clock())
+    for progress in (10, 20, 30):
+        watch.after_poll(VideoJob(video_id="task_x", status="rendering", progress=progress))
+    assert sum(level == "warning" for level, _ in log.lines) == 1

@@ -186,7 +186,11 @@ def test_create_minimal_fields(hook: VeoHook, requests_mock: Any) -> None:
     request = requests_mock.last_request
     assert request.headers["Content-Type"].startswith("multipart/form-data")
     parts = multipart_parts(request.headers["Content-Type"], request.body)
-    assert [(p.name, p.content.decode()) for p in parts] == [("model", "veo3.1-fast"), ("prompt", "a dog")]
+    assert [(p.name, p.content.decode()) for p in parts] == [
+        ("model", "veo3.1-fast"),
+        ("prompt", "a dog"),
+        ("seconds", "4"),
+    ]
 
 
 def test_create_fixed_seconds_model_omits_seconds(hook: VeoHook, requests_mock: Any, logs: Any) -> None:
@@ -207,8 +211,8 @@ def test_create_references_from_path_and_file_uri(hook: VeoHook, requests_mock: 
     hook.create_video("a cat", model="veo3.1", input_reference=[str(first), f"file://{last}"])
     [request] = _posts(requests_mock)
     parts = multipart_parts(request.headers["Content-Type"], request.body)
-    assert [p.name for p in parts] == ["model", "prompt", "input_reference", "input_reference"]
-    assert [(p.filename, p.content_type, p.content) for p in parts[2:]] == [
+    assert [p.name for p in parts] == ["model", "prompt", "seconds", "input_reference", "input_reference"]
+    assert [(p.filename, p.content_type, p.content) for p in parts[3:]] == [
         ("first.png", "image/png", PNG),
         ("last frame.jpg", "image/jpeg", JPEG),
     ]
@@ -229,7 +233,7 @@ def test_create_reference_from_url_without_credentials(
     [request] = _posts(requests_mock)
     assert requests_mock.request_history.index(fetch) < requests_mock.request_history.index(request)
     parts = multipart_parts(request.headers["Content-Type"], request.body)
-    assert [(p.name, p.filename, p.content_type, p.content) for p in parts[2:]] == [
+    assert [(p.name, p.filename, p.content_type, p.content) for p in parts[3:]] == [
         ("input_reference", "first.webp", "image/webp", WEBP),
         ("input_reference", "last.png", "image/png", PNG),
     ]
@@ -365,12 +369,47 @@ def test_get_gives_up_after_max_retries(
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 524])
-def test_post_not_retried_after_server_error(
-    hook: VeoHook, requests_mock: Any, sleeps: list[float], status: int
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(error_json("upstream died (request id: r-9)"), id="envelope"),
+        pytest.param({"code": "do_request_failed", "message": "upstream died", "data": None}, id="flat"),
+    ],
+)
+def test_post_retried_after_a_json_server_error(
+    hook: VeoHook, requests_mock: Any, sleeps: list[float], status: int, body: dict[str, Any]
 ) -> None:
-    requests_mock.post(CREATE_URL, status_code=status, json=error_json("upstream died (request id: r-9)"))
+    # The gateway stores a task only after success and refunds on any error: a JSON error created nothing.
+    requests_mock.post(
+        CREATE_URL, [{"status_code": status, "json": body}, {"json": job_json(status="queued")}]
+    )
+    assert hook.create_video("a cat").video_id == VIDEO_ID
+    assert len(_posts(requests_mock)) == 2
+    assert len(sleeps) == 1
+
+
+def test_post_json_server_errors_give_up_after_max_retries(
+    monkeypatch: pytest.MonkeyPatch, requests_mock: Any, sleeps: list[float]
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(max_retries=2))
+    requests_mock.post(CREATE_URL, status_code=503, json=error_json("no channel", "model_not_found"))
+    with pytest.raises(VeoTransientError, match="no channel") as info:
+        VeoHook().create_video("a cat")
+    assert not isinstance(info.value, VeoSubmissionUncertainError)
+    assert len(_posts(requests_mock)) == 3
+    assert len(sleeps) == 2
+
+
+@pytest.mark.parametrize("status", [502, 504, 524])
+@pytest.mark.parametrize(
+    "body", [b"", b"<html><body>502 Bad Gateway</body></html>", b'{"detail": "proxy"}'], ids=str
+)
+def test_post_not_retried_after_a_proxy_answer(
+    hook: VeoHook, requests_mock: Any, sleeps: list[float], status: int, body: bytes
+) -> None:
+    requests_mock.post(CREATE_URL, status_code=status, content=body, headers={"X-Oneapi-Request-Id": "r-9"})
     with pytest.raises(VeoSubmissionUncertainError) as info:
-        hook.create_video("a cat")
+        hook.create_video("a cat on a skateboard")
     assert len(_posts(requests_mock)) == 1
     assert not sleeps
     message = str(info.value)
@@ -378,6 +417,23 @@ def test_post_not_retried_after_server_error(
     assert "second job" in message
     assert "(request id: r-9)" in message
     assert f"HTTP {status}" in message
+    assert "'a cat on a skateboard'" in message and "veo3.1-fast video created at about" in message
+
+
+def test_post_uses_the_create_timeout(monkeypatch: pytest.MonkeyPatch, requests_mock: Any) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(create_timeout=240, timeout=7))
+    requests_mock.post(CREATE_URL, json=job_json())
+    requests_mock.get(JOB_URL, json=job_json())
+    hook = VeoHook()
+    hook.create_video("a cat")
+    hook.get_video(VIDEO_ID)
+    assert [r.timeout for r in requests_mock.request_history] == [(10.0, 240.0), (10.0, 7.0)]
+
+
+def test_create_timeout_defaults_to_at_least_180_seconds(hook: VeoHook, requests_mock: Any) -> None:
+    requests_mock.post(CREATE_URL, json=job_json())
+    hook.create_video("a cat")
+    assert requests_mock.last_request.timeout[1] >= 180
 
 
 def test_post_not_retried_after_read_timeout(hook: VeoHook, requests_mock: Any, sleeps: list[float]) -> None:
@@ -410,7 +466,7 @@ def test_post_retried_after_429(hook: VeoHook, requests_mock: Any, sleeps: list[
     assert len(posts) == 2
     first, second = (multipart_parts(r.headers["Content-Type"], r.body) for r in posts)
     assert first == second
-    assert [p.name for p in second] == ["model", "prompt"]
+    assert [p.name for p in second] == ["model", "prompt", "seconds"]
     assert len(sleeps) == 1 and sleeps[0] >= 1.0
 
 
@@ -439,7 +495,7 @@ def test_post_retried_after_refused_connection(
     with pytest.raises(VeoTransientError) as info:
         hook.create_video("a cat")
     assert not isinstance(info.value, VeoSubmissionUncertainError)
-    assert info.value.request_may_have_arrived is False
+    assert info.value.job_may_exist is False
     assert attempts == [f"POST http://127.0.0.1:{port}/v1/videos"] * 3
     assert len(sleeps) == 2
     assert f"127.0.0.1:{port}" in str(info.value)
@@ -508,6 +564,11 @@ def _echo(request: Any, context: Any) -> dict[str, Any]:
     return error_json(f"token {request.headers['Authorization']} rejected (request id: e-1)")
 
 
+def _echo_text(request: Any, context: Any) -> str:
+    """A proxy page that echoes the key it was sent."""
+    return f"<html>Bad gateway for {request.headers['Authorization']}</html>"
+
+
 def test_key_never_in_errors_or_logs(
     hook: VeoHook, requests_mock: Any, sleeps: list[float], logs: Any
 ) -> None:
@@ -533,11 +594,18 @@ def test_key_never_in_errors_or_logs(
 def test_key_never_in_post_errors_or_logs(
     hook: VeoHook, requests_mock: Any, sleeps: list[float], logs: Any
 ) -> None:
-    requests_mock.post(CREATE_URL, [{"status_code": 429, "json": _echo}, {"status_code": 502, "json": _echo}])
+    requests_mock.post(
+        CREATE_URL,
+        [
+            {"status_code": 429, "json": _echo},
+            {"status_code": 502, "json": _echo},
+            {"status_code": 502, "text": _echo_text},
+        ],
+    )
     with pytest.raises(VeoSubmissionUncertainError) as info:
         hook.create_video("a cat")
-    assert len(_posts(requests_mock)) == 2
-    assert "rejected" in str(info.value)
+    assert len(_posts(requests_mock)) == 3
+    assert "Bad gateway for Bearer ***" in str(info.value)
     assert API_KEY not in str(info.value)
     assert logs.lines("warning")
     assert API_KEY not in logs.text
@@ -607,6 +675,9 @@ def test_download_from_video_url(
         "model": "veo3.1",
         "seconds": "8",
         "size": "1920x1080",
+        "duration_seconds": None,
+        "width": None,
+        "height": None,
     }
     [job_read] = _gets(requests_mock, JOB_URL)
     assert job_read.headers["Authorization"] == f"Bearer {API_KEY}"
@@ -688,7 +759,7 @@ def test_download_not_mp4_leaves_nothing(hook: VeoHook, requests_mock: Any, tmp_
     requests_mock.get(JOB_URL, json=_completed())
     requests_mock.get(CDN_URL, content=page, headers={"Content-Length": str(len(page))})
     requests_mock.get(CONTENT_URL, content=page)
-    with pytest.raises(VeoDownloadError, match="not an MP4"):
+    with pytest.raises(VeoDownloadError, match="not a whole MP4"):
         hook.download_video(VIDEO_ID, f"{tmp_path}/")
     assert os.listdir(tmp_path) == []
 
@@ -830,3 +901,116 @@ def test_async_client_reads_the_connection_without_blocking(monkeypatch: pytest.
 
     assert _run(run()).video_id == VIDEO_ID
     assert awaited == ["veo_default"]
+
+
+# --------------------------------------------------------------------------------------------
+# Download from the gateway (new-api): its own /content as video_url, bodies cut cleanly
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        (CONTENT_URL, f"/v1/videos/{VIDEO_ID}/content"),
+        (f"{CONTENT_URL}?variant=video", f"/v1/videos/{VIDEO_ID}/content?variant=video"),
+        ("HTTP://api.test:80/v1/videos/x/content", "/v1/videos/x/content"),
+        ("https://api.test/v1/videos/x/content", None),  # another scheme
+        ("http://api.test:8080/v1/videos/x/content", None),  # another port
+        ("http://api.test.evil/v1/videos/x/content", None),
+        ("http://cdn.test/v1/videos/x/content", None),
+        ("http://api.test", None),
+    ],
+)
+def test_api_path_only_for_the_apis_own_urls(hook: VeoHook, url: str, path: str | None) -> None:
+    assert hook._settings.api_path(url) == path
+
+
+def test_video_url_on_the_apis_host_is_fetched_with_the_key_at_once(
+    hook: VeoHook, requests_mock: Any, tmp_path: Path
+) -> None:
+    content = mp4_bytes(4096)
+    requests_mock.get(CONTENT_URL, content=content)  # chunked: no Content-Length
+    job = VideoJob.from_json(_completed(video_url=CONTENT_URL))
+    result = hook.download_video(VIDEO_ID, tmp_path / "c.mp4", job=job)
+    [fetch] = requests_mock.request_history
+    assert fetch.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert result["bytes"] == 4096 and (tmp_path / "c.mp4").read_bytes() == content
+
+
+def test_a_body_cut_cleanly_without_content_length_is_never_published(
+    hook: VeoHook, requests_mock: Any, tmp_path: Path, logs: Any
+) -> None:
+    whole = mp4_bytes(8192)
+    requests_mock.get(JOB_URL, json=_completed(video_url=CONTENT_URL))
+    requests_mock.get(CONTENT_URL, [{"content": whole[:5000]}, {"content": whole}])
+    folder = tmp_path / "out"
+    folder.mkdir()
+    result = hook.download_video(VIDEO_ID, folder / "clip.mp4")
+    assert (folder / "clip.mp4").read_bytes() == whole and result["bytes"] == 8192
+    assert os.listdir(folder) == ["clip.mp4"]
+    assert any("not a whole MP4" in line and "'mdat'" in line for line in logs.lines("warning"))
+
+
+def test_a_body_always_cut_leaves_nothing(hook: VeoHook, requests_mock: Any, tmp_path: Path) -> None:
+    requests_mock.get(JOB_URL, json=_completed(video_url=CONTENT_URL))
+    requests_mock.get(CONTENT_URL, content=mp4_bytes(8192)[:5000])
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(VeoDownloadError, match="not a whole MP4") as raised:
+        hook.download_video(VIDEO_ID, folder / "clip.mp4")
+    assert raised.value.retryable is True
+    assert os.listdir(folder) == []
+    assert len(_gets(requests_mock, CONTENT_URL)) == 3
+
+
+def test_content_that_keeps_failing_ends_without_an_airflow_retry(
+    hook: VeoHook, requests_mock: Any, tmp_path: Path, sleeps: list[float]
+) -> None:
+    body = {"error": {"message": "Failed to resolve Gemini video URL", "type": "server_error"}}
+    requests_mock.get(JOB_URL, json=_completed(video_url=CONTENT_URL))
+    requests_mock.get(CONTENT_URL, status_code=502, json=body, headers={"X-Oneapi-Request-Id": "r-77"})
+    with pytest.raises(api.VeoVideoUnavailableError) as raised:
+        hook.download_video(VIDEO_ID, tmp_path / "clip.mp4")
+    message = str(raised.value)
+    assert raised.value.retryable is False
+    assert "Failed to resolve Gemini video URL" in message and "r-77" in message and VIDEO_ID in message
+    assert "billed" in message
+    assert len(_gets(requests_mock, CONTENT_URL)) == 3 * 5  # download attempts x the GET's own retries
+    assert not (tmp_path / "clip.mp4").exists()
+
+
+def test_a_cdn_outage_stays_retryable(hook: VeoHook, requests_mock: Any, tmp_path: Path) -> None:
+    requests_mock.get(JOB_URL, json=_completed())
+    requests_mock.get(CDN_URL, status_code=503)
+    requests_mock.get(CONTENT_URL, status_code=404, json={"error": {"message": "Task not found"}})
+    with pytest.raises(api.VeoError) as raised:
+        hook.download_video(VIDEO_ID, tmp_path / "clip.mp4")
+    assert not isinstance(raised.value, api.VeoVideoUnavailableError)
+
+
+def test_download_reads_duration_and_size_and_warns_when_they_differ(
+    hook: VeoHook, requests_mock: Any, tmp_path: Path, logs: Any
+) -> None:
+    from airflow_provider_veo.testing import SAMPLE_MP4
+
+    content = SAMPLE_MP4.read_bytes()
+    requests_mock.get(CDN_URL, content=content, headers=_mp4_headers(content))
+    job = VideoJob.from_json(_completed(seconds=None, size=None))
+    request = api.build_request(prompt="p", seconds=8, size="1920x1080")
+    result = hook.download_video(VIDEO_ID, tmp_path / "c.mp4", job=job, request=request)
+    assert (result["duration_seconds"], result["width"], result["height"]) == (1.5, 320, 180)
+    warnings = logs.lines("warning")
+    assert any("lasts 1.50 s, but 8 s were asked for" in line for line in warnings)
+    assert any("is 320x180, but 1920x1080 was asked for" in line for line in warnings)
+
+
+def test_download_says_nothing_when_the_video_is_what_was_asked(
+    hook: VeoHook, requests_mock: Any, tmp_path: Path, logs: Any
+) -> None:
+    from airflow_provider_veo.testing import SAMPLE_MP4
+
+    content = SAMPLE_MP4.read_bytes()
+    requests_mock.get(CDN_URL, content=content, headers=_mp4_headers(content))
+    job = VideoJob.from_json(_completed(seconds="2", size="16x9"))  # an orientation hint: not compared
+    hook.download_video(VIDEO_ID, tmp_path / "c.mp4", job=job)
+    assert logs.lines("warning") == []

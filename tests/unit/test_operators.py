@@ -20,13 +20,13 @@ from airflow_provider_veo.api import (
 from airflow_provider_veo.hooks.veo import VeoHook
 from airflow_provider_veo.operators import veo as operators_module
 from airflow_provider_veo.operators.veo import (
-    DEFERRAL_GRACE,
     VeoCreateVideoOperator,
     VeoDownloadVideoOperator,
     VeoGenerateVideoOperator,
 )
 from airflow_provider_veo.outcomes import AirflowFailException
 from airflow_provider_veo.triggers.veo import VeoTaskTrigger
+from airflow_provider_veo.waiting import DEFERRAL_GRACE
 
 from .conftest import VIDEO_ID, FakeStateStore, FakeTI, job_json
 
@@ -36,6 +36,8 @@ except ImportError:  # Airflow 3.1
     from airflow.exceptions import TaskDeferred  # type: ignore[no-redef,attr-defined]
 
 STATE_KEY = VeoCreateVideoOperator.STATE_KEY
+#: What the operators built from their default prompt, handed to the download to check the MP4 against.
+REQUEST = api.build_request(prompt="a cat surfing a wave")
 DOWNLOADED = {
     "video_id": VIDEO_ID,
     "uri": "/data/videos/clip.mp4",
@@ -166,7 +168,7 @@ def test_create_with_store_remembers_the_id(ti: FakeTI) -> None:
     hook = _hook(submit=_job("queued", "task_new"))
     store = FakeStateStore()
     assert _create(hook).execute({"ti": ti, "task_state_store": store}) == "task_new"
-    assert store.sets == [(STATE_KEY, "task_new")]
+    assert store.sets == [(STATE_KEY, {"video_id": "task_new", "submitted_at": mock.ANY})]
     hook.get_video.assert_not_called()
     assert ti.pushed == [("video_id", "task_new")]
 
@@ -189,7 +191,7 @@ def test_create_retry_resubmits_a_failed_job(ti: FakeTI) -> None:
     store = FakeStateStore(**{STATE_KEY: "task_old"})
     assert _create(hook).execute({"ti": ti, "task_state_store": store}) == "task_new"
     assert hook.submit.call_count == 1
-    assert store.values[STATE_KEY] == "task_new"
+    assert store.values[STATE_KEY]["video_id"] == "task_new"
     assert ti.pushed == [("video_id", "task_new")]
 
 
@@ -203,6 +205,40 @@ def test_create_retry_fails_when_resubmit_failed_is_off(ti: FakeTI) -> None:
     assert "prompt refused" in str(info.value)
     hook.submit.assert_not_called()
     assert store.values == {STATE_KEY: "task_old"}
+
+
+def _not_found(video_id: str) -> api.VeoJobNotFoundError:
+    return api.VeoJobNotFoundError(
+        f"CometAPI answered HTTP 400: task_not_exist ({video_id})", status_code=400
+    )
+
+
+def test_resume_of_a_job_not_stored_yet_waits_for_it(ti: FakeTI, sleeps: list[float]) -> None:
+    # The retry came seconds after the create: the gateway has not stored the task yet.
+    stored = {"video_id": "task_old", "submitted_at": time.time() - 5}
+    hook = _hook(get_video=[_not_found("task_old"), _not_found("task_old"), _job("completed", "task_old")])
+    store = FakeStateStore(**{STATE_KEY: stored})
+    result = _generate(hook, poll_interval=0.01).execute({"ti": ti, "task_state_store": store})
+    assert result == DOWNLOADED
+    hook.submit.assert_not_called()
+    assert hook.get_video.call_count == 3
+    assert store.sets == []
+
+
+def test_resume_of_a_job_still_unknown_after_the_window_fails_naming_it(ti: FakeTI) -> None:
+    stored = {"video_id": "task_old", "submitted_at": time.time() - 3600}
+    hook = _hook(get_video=[_not_found("task_old")])
+    store = FakeStateStore(**{STATE_KEY: stored})
+    with pytest.raises(AirflowFailException, match="task_old"):
+        _generate(hook).execute({"ti": ti, "task_state_store": store})
+    hook.submit.assert_not_called()
+
+
+def test_a_job_invisible_past_the_window_fails_the_worker_wait(ti: FakeTI, sleeps: list[float]) -> None:
+    hook = _hook(submit=_job("unknown", "task_new"), get_video=_not_found("task_new"))
+    with pytest.raises(AirflowFailException, match=r"task_new.*grace window"):
+        _generate(hook, visibility_grace=0).execute({"ti": ti, "task_state_store": FakeStateStore()})
+    hook.download_video.assert_not_called()
 
 
 def test_create_transient_error_on_resume_is_retryable(ti: FakeTI) -> None:
@@ -252,12 +288,13 @@ def test_generate_defers_to_the_trigger(ti: FakeTI) -> None:
         "veo_conn_id": "my_veo",
         "poll_interval": 20.0,
         "end_time": trigger.end_time,
+        "visible_by": trigger.visible_by,
     }
     assert deferred.timeout == timedelta(seconds=900) + DEFERRAL_GRACE
     assert deferred.timeout > timedelta(seconds=900)
     # Everything the resumed task needs travels in the event, not in defer kwargs.
     assert not deferred.kwargs
-    assert store.sets == [(STATE_KEY, "task_new")]
+    assert store.sets == [(STATE_KEY, {"video_id": "task_new", "submitted_at": mock.ANY})]
     assert ti.pushed == [("video_id", "task_new")]
     hook.download_video.assert_not_called()
 
@@ -269,7 +306,7 @@ def test_generate_deferrable_with_completed_resumed_job_downloads_at_once(ti: Fa
     result = _generate(hook, deferrable=True).execute({"ti": ti, "task_state_store": store})
     assert result == DOWNLOADED
     hook.submit.assert_not_called()
-    hook.download_video.assert_called_once_with("task_old", "/data/videos/", job=completed)
+    hook.download_video.assert_called_once_with("task_old", "/data/videos/", job=completed, request=REQUEST)
 
 
 def test_generate_execute_complete_downloads() -> None:
@@ -278,7 +315,9 @@ def test_generate_execute_complete_downloads() -> None:
     operator = _generate(hook, destination="s3://bucket/videos/")
     result = operator.execute_complete({}, api.job_event(completed))
     assert result == DOWNLOADED
-    hook.download_video.assert_called_once_with(VIDEO_ID, "s3://bucket/videos/", job=completed)
+    hook.download_video.assert_called_once_with(
+        VIDEO_ID, "s3://bucket/videos/", job=completed, request=REQUEST
+    )
     hook.submit.assert_not_called()
 
 
@@ -320,7 +359,7 @@ def test_generate_polls_in_the_worker(ti: FakeTI, context: dict[str, Any], sleep
     assert hook.get_video.call_count == 3
     assert len(sleeps) == 3
     assert all(30 <= s <= 33 for s in sleeps), sleeps
-    hook.download_video.assert_called_once_with(VIDEO_ID, "/data/videos/", job=completed)
+    hook.download_video.assert_called_once_with(VIDEO_ID, "/data/videos/", job=completed, request=REQUEST)
     assert ti.pushed == [("video_id", VIDEO_ID)]
 
 

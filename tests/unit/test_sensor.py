@@ -13,10 +13,10 @@ from airflow.sdk import PokeReturnValue
 from airflow_provider_veo import api
 from airflow_provider_veo.api import VeoTransientError, VideoJob
 from airflow_provider_veo.hooks.veo import VeoHook
-from airflow_provider_veo.operators.veo import DEFERRAL_GRACE
 from airflow_provider_veo.outcomes import AirflowFailException, AirflowSensorTimeout
 from airflow_provider_veo.sensors.veo import VeoTaskSensor
 from airflow_provider_veo.triggers.veo import VeoTaskTrigger
+from airflow_provider_veo.waiting import DEFERRAL_GRACE
 
 from .conftest import VIDEO_ID, job_json
 
@@ -98,7 +98,13 @@ def test_deferrable_defers_when_not_done() -> None:
     assert isinstance(trigger, VeoTaskTrigger)
     assert (trigger.video_id, trigger.veo_conn_id, trigger.poll_interval) == (VIDEO_ID, "v2", 20.0)
     assert before + 600 <= trigger.end_time <= time.time() + 600
-    assert set(trigger.serialize()[1]) == {"video_id", "veo_conn_id", "poll_interval", "end_time"}
+    assert set(trigger.serialize()[1]) == {
+        "video_id",
+        "veo_conn_id",
+        "poll_interval",
+        "end_time",
+        "visible_by",
+    }
     assert deferred.timeout == timedelta(seconds=600) + DEFERRAL_GRACE
 
 
