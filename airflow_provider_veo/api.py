@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import json
 import logging
 import os
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -366,6 +367,39 @@ class RetryPolicy:
                 request_id=error.request_id,
             )
         return error
+
+
+@dataclass(frozen=True)
+class Send:
+    """A step of :func:`request_flow`: send the request (attempt ``attempt``)."""
+
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """A step of :func:`request_flow`: the request failed with ``error``; wait, then go on."""
+
+    seconds: float
+    error: VeoError
+    next_attempt: int
+
+
+def request_flow(policy: RetryPolicy, method: str) -> Generator[Send | Sleep, VeoError | None, None]:
+    """One request's retries, free of I/O, driven by the sync and the async client alike.
+
+    As httpx drives its auth flows: the flow yields :class:`Send`; the driver sends the request and
+    sends back ``None`` on success (the flow ends) or the error; the flow then yields a
+    :class:`Sleep` (advance it with ``next()`` once slept) or raises the error to give up with.
+    """
+    for attempt in itertools.count(1):
+        error = yield Send(attempt)
+        if error is None:
+            return
+        delay = policy.delay_before_retry(attempt, error, method=method)
+        if delay is None:
+            raise policy.final_error(error, method=method)
+        yield Sleep(delay, error, attempt + 1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import itertools
 import json
 import os
 import ssl
@@ -128,13 +127,24 @@ def _port(url: SplitResult) -> int | None:
     return url.port or {"http": 80, "https": 443}.get(url.scheme.lower())
 
 
-def _requests_error(exc: requests.RequestException, url: str) -> VeoTransientError:
-    """Map a transport failure; only a refused or timed-out connect proves the request never arrived."""
+# How each transport says "no answer"; only a refused or timed-out connect proves nothing arrived.
+
+
+def _requests_failure(exc: requests.RequestException, url: str) -> VeoTransientError:
     reason = getattr(exc.args[0] if exc.args else None, "reason", None)
     never_arrived = isinstance(exc, requests.ConnectTimeout) or isinstance(reason, NewConnectionError)
     return api.connection_error(
         f"No answer from {url} ({type(exc).__name__}: {exc}). Check the connection's Base URL (`host`).",
         job_may_exist=not never_arrived,
+    )
+
+
+def _httpx_failure(exc: httpx.TransportError, url: str) -> VeoTransientError:
+    import httpx
+
+    return api.connection_error(
+        f"No answer from {url} ({type(exc).__name__}). Check the connection's Base URL (`host`).",
+        job_may_exist=not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)),
     )
 
 
@@ -205,11 +215,25 @@ class VeoHook(BaseHook):
     # ---------------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> requests.Response:
-        """One API call with the connection's retry policy; returns only a successful answer."""
+        """One API call driven by :func:`api.request_flow`; returns only a successful answer."""
         settings = self._settings
         url = settings.base_url + path
         read_timeout = settings.create_timeout if method == "POST" else settings.timeout
-        for attempt in itertools.count(1):
+        flow = api.request_flow(settings.retry, method)
+        step = next(flow)
+        while True:
+            if isinstance(step, api.Sleep):
+                self.log.warning(
+                    "%s %s failed (%s); attempt %d in %.1f s",
+                    method,
+                    path,
+                    step.error,
+                    step.next_attempt,
+                    step.seconds,
+                )
+                time.sleep(step.seconds)
+                step = next(flow)
+                continue
             try:
                 response = self._session.request(
                     method,
@@ -220,21 +244,14 @@ class VeoHook(BaseHook):
                     **kwargs,
                 )
             except requests.RequestException as exc:
-                error: VeoError = _requests_error(exc, url)
+                error: VeoError = _requests_failure(exc, url)
             else:
                 if response.ok:
+                    flow.close()
                     return response
                 error = _error_from(response)
                 response.close()
-            error = settings.redact(error)  # before it is logged below, not only when raised
-            delay = settings.retry.delay_before_retry(attempt, error, method=method)
-            if delay is None:
-                raise settings.retry.final_error(error, method=method)
-            self.log.warning(
-                "%s %s failed (%s); attempt %d in %.1f s", method, path, error, attempt + 1, delay
-            )
-            time.sleep(delay)
-        raise AssertionError("unreachable")
+            step = flow.send(settings.redact(error))  # redacted before it is logged, not only raised
 
     def _job(self, response: requests.Response) -> VideoJob:
         return self._settings.parse_job(response.content)
@@ -557,35 +574,38 @@ class VeoAsyncClient:
         self._requests: dict[str, httpx.Request] = {}
 
     async def get_video(self, video_id: str) -> VideoJob:
-        """Read a job's status, retrying transient failures with the same policy as the sync hook."""
+        """Read a job's status: the sync hook's :func:`api.request_flow`, driven in the event loop."""
         import httpx
 
         path = api.video_path(video_id)
-        retry = self._settings.retry
-        for attempt in itertools.count(1):
+        request = self._requests.get(path)
+        if request is None:
+            request = self._requests[path] = self._client.build_request("GET", path)
+        flow = api.request_flow(self._settings.retry, "GET")
+        step = next(flow)
+        while True:
+            if isinstance(step, api.Sleep):
+                self._warn(
+                    "GET %s failed (%s); attempt %d in %.1f s",
+                    path,
+                    step.error,
+                    step.next_attempt,
+                    step.seconds,
+                )
+                await asyncio.sleep(step.seconds)
+                step = next(flow)
+                continue
             try:
-                request = self._requests.get(path)
-                if request is None:
-                    request = self._requests[path] = self._client.build_request("GET", path)
                 async with self._slots:
                     response = await self._client.send(request)
             except httpx.TransportError as exc:
-                error: VeoError = api.connection_error(
-                    f"No answer from {self._settings.base_url}{path} ({type(exc).__name__}). "
-                    "Check the connection's Base URL (`host`).",
-                    job_may_exist=not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)),
-                )
+                error: VeoError = _httpx_failure(exc, self._settings.base_url + path)
             else:
                 if response.is_success:
+                    flow.close()
                     return self._settings.parse_job(response.content)
                 error = _error_from(response)
-            error = self._settings.redact(error)  # before it is logged below, not only when raised
-            delay = retry.delay_before_retry(attempt, error, method="GET")
-            if delay is None:
-                raise retry.final_error(error, method="GET")
-            self._warn("GET %s failed (%s); attempt %d in %.1f s", path, error, attempt + 1, delay)
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+            step = flow.send(self._settings.redact(error))
 
 
 def _mask(secret: str) -> None:

@@ -1,0 +1,196 @@
+"""Reading a job, with its retries: one suite run against both clients, since both drive one flow.
+
+``sync`` is :meth:`VeoHook.get_video` over requests (mocked with requests-mock), ``async`` is
+:meth:`VeoAsyncClient.get_video` over httpx (mocked with respx), as the trigger uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+import requests
+import respx
+
+from airflow_provider_veo import api
+from airflow_provider_veo.api import (
+    VeoAuthenticationError,
+    VeoJobNotFoundError,
+    VeoTransientError,
+    VideoJob,
+)
+from airflow_provider_veo.hooks import veo as hook_module
+from airflow_provider_veo.hooks.veo import VeoHook
+
+from .conftest import API_KEY, JOB_URL, VIDEO_ID, conn_json, error_json, job_json
+
+#: What the mocked API answers, in order: ``(status, body)`` with a dict for JSON and a str for
+#: text, ``"refused"`` for a refused connection, ``"reset"`` for a connection dropped mid-request.
+Answer = tuple[int, dict[str, Any] | str] | tuple[int, dict[str, Any] | str, dict[str, str]] | str
+
+
+@dataclass
+class Reader:
+    """Reads ``VIDEO_ID`` through one client against scripted answers; records what it sent and slept."""
+
+    mode: str
+    sleeps: list[float] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)
+
+    def read(self, answers: list[Answer]) -> VideoJob:
+        return self._read_sync(answers) if self.mode == "sync" else asyncio.run(self._read_async(answers))
+
+    def _read_sync(self, answers: list[Answer]) -> VideoJob:
+        import requests_mock
+
+        scripted = iter(answers)
+
+        def answer(request: Any, context: Any) -> str:
+            self.authorizations.append(request.headers["Authorization"])
+            step = next(scripted)
+            if step == "refused":
+                raise requests.exceptions.ConnectTimeout("refused")
+            if step == "reset":
+                raise requests.ConnectionError("connection reset")
+            status, body, *headers = step
+            context.status_code = status
+            context.headers.update(headers[0] if headers else {})
+            return body if isinstance(body, str) else json.dumps(body)
+
+        with requests_mock.Mocker() as mocker:
+            mocker.get(JOB_URL, text=answer)
+            return VeoHook().get_video(VIDEO_ID)
+
+    async def _read_async(self, answers: list[Answer]) -> VideoJob:
+        scripted = iter(answers)
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            self.authorizations.append(request.headers["Authorization"])
+            step = next(scripted)
+            if step == "refused":
+                raise httpx.ConnectError("refused")
+            if step == "reset":
+                raise httpx.RemoteProtocolError("connection reset")
+            status, body, *headers = step
+            extra = headers[0] if headers else {}
+            if isinstance(body, str):
+                return httpx.Response(status, text=body, headers=extra)
+            return httpx.Response(status, json=body, headers=extra)
+
+        with respx.mock() as router:
+            router.get(JOB_URL).mock(side_effect=answer)
+            async with VeoHook().async_client() as client:
+                return await client.get_video(VIDEO_ID)
+
+
+@pytest.fixture(params=["sync", "async"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Reader]:
+    """Each client, with its retry waits recorded instead of slept."""
+    reader = Reader(request.param)
+    monkeypatch.setattr(hook_module, "time", SimpleNamespace(sleep=reader.sleeps.append))
+    real_sleep = asyncio.sleep
+
+    async def recorded_sleep(seconds: float) -> None:
+        reader.sleeps.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(hook_module.asyncio, "sleep", recorded_sleep)
+    yield reader
+
+
+def test_reads_the_job_with_the_key(reader: Reader) -> None:
+    job = reader.read([(200, job_json(status="in_progress", progress=55))])
+    assert (job.video_id, job.status, job.progress) == (VIDEO_ID, "in_progress", 55)
+    assert reader.authorizations == [f"Bearer {API_KEY}"]
+    assert reader.sleeps == []
+
+
+def test_honours_retry_after(reader: Reader) -> None:
+    answers: list[Answer] = [(429, error_json("too many"), {"Retry-After": "3"}), (200, job_json())]
+    assert reader.read(answers).video_id == VIDEO_ID
+    assert len(reader.sleeps) == 1 and 3.0 <= reader.sleeps[0] < 3.01
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 524])
+def test_retries_server_errors_json_or_not(reader: Reader, status: int) -> None:
+    answers: list[Answer] = [
+        (status, error_json("upstream trouble")),
+        (status, "<html>gateway</html>"),
+        (200, job_json(status="completed")),
+    ]
+    assert reader.read(answers).status == "completed"
+    assert len(reader.sleeps) == 2 and all(0 <= s <= 0.01 for s in reader.sleeps)
+
+
+def test_retries_dropped_and_refused_connections(reader: Reader) -> None:
+    assert reader.read(["reset", "refused", (200, job_json())]).video_id == VIDEO_ID
+    assert len(reader.authorizations) == 3 and len(reader.sleeps) == 2
+
+
+def test_backoff_grows_exponentially(reader: Reader, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(retry_base_delay=1.0, max_retries=4))
+    monkeypatch.setattr(api.random, "uniform", lambda low, high: high)  # the top of each jitter range
+    reader.read(["reset"] * 4 + [(200, job_json())])
+    assert reader.sleeps == [1.0, 2.0, 4.0, 8.0]
+
+
+@pytest.mark.parametrize("max_retries", [0, 2])
+def test_gives_up_after_max_retries(
+    reader: Reader, monkeypatch: pytest.MonkeyPatch, max_retries: int
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(max_retries=max_retries))
+    with pytest.raises(VeoTransientError, match="no available channel") as info:
+        reader.read([(503, error_json("no available channel", "model_not_found"))] * (max_retries + 1))
+    assert info.value.status_code == 503
+    assert len(reader.authorizations) == max_retries + 1
+    assert len(reader.sleeps) == max_retries
+
+
+def test_401_fails_at_once_with_the_apis_words(reader: Reader) -> None:
+    with pytest.raises(VeoAuthenticationError, match=r"Invalid token \(request id: z\)"):
+        reader.read([(401, error_json("Invalid token (request id: z)"))])
+    assert len(reader.authorizations) == 1 and reader.sleeps == []
+
+
+def test_not_found_is_typed_and_carries_the_request_id_header(reader: Reader) -> None:
+    flat = {"code": "task_not_exist", "message": "task_not_exist", "data": None}
+    with pytest.raises(VeoJobNotFoundError, match=r"\(request id: 2026abc\)") as info:
+        reader.read([(400, flat, {"X-Oneapi-Request-Id": "2026abc"})])
+    assert info.value.request_id == "2026abc" and info.value.code == "task_not_exist"
+    assert reader.sleeps == []
+
+
+def test_an_error_only_body_reads_as_a_failed_job(reader: Reader) -> None:
+    job = reader.read([(200, {"error": {"message": "upstream refused", "type": "x"}, "id": VIDEO_ID})])
+    assert job.status == "failed" and job.error_message == "upstream refused"
+
+
+def test_the_key_never_reaches_errors_or_logs(reader: Reader, logs: Any) -> None:
+    def echo(status: int) -> Answer:
+        return (status, error_json(f"token Bearer {API_KEY} rejected (request id: e-1)"))
+
+    with pytest.raises(VeoAuthenticationError) as info:
+        reader.read([echo(503), echo(429), echo(401)])
+    assert "(request id: e-1)" in str(info.value)
+    assert API_KEY not in str(info.value) and API_KEY not in repr(info.value.args)
+    assert len(logs.lines("warning")) == 2, "each retry is logged"
+    assert "(request id: e-1)" in logs.text
+    assert API_KEY not in logs.text
+
+
+def test_the_key_is_masked_through_airflows_masker(reader: Reader, monkeypatch: pytest.MonkeyPatch) -> None:
+    masked: list[str] = []
+
+    async def amask(secret: str) -> None:
+        masked.append(secret)
+
+    monkeypatch.setattr(hook_module, "_mask", masked.append)
+    monkeypatch.setattr(hook_module, "_amask", amask)
+    reader.read([(200, job_json())])
+    assert masked == [API_KEY]
