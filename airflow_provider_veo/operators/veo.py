@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -18,25 +17,24 @@ from airflow_provider_veo.api import (
     VideoJob,
     VideoRequest,
 )
-from airflow_provider_veo.outcomes import default_deferrable, task_outcomes
+from airflow_provider_veo.operator_support import VeoHookMixin, default_deferrable, task_outcomes
 from airflow_provider_veo.waiting import defer_to_trigger, poll_once
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_veo.hooks.veo import VeoHook
 
+class _SubmittingOperator(VeoHookMixin, BaseOperator):
+    """What the create and the generate operators share: the request's fields and a durable submit.
 
-class VeoCreateVideoOperator(BaseOperator):
-    """Validate a video request and submit it once; return the video id (also pushed as XCom ``video_id``).
-
-    On Airflow 3.3+ the id is kept in the task's ``task_state_store``, so a retry of this task
+    On Airflow 3.3+ the id is kept in the task's ``task_state_store``, so a retry of the task
     reconnects to the job it already paid for instead of submitting a second one: a running or
     completed job is reused, a failed one is submitted anew unless ``resubmit_failed`` is false.
 
     :param prompt: what the video shows.
     :param model: a model of :data:`airflow_provider_veo.api.MODELS`; an unknown name is sent with a warning.
-    :param seconds: clip length the model allows (4, 6 or 8 for ``veo3.1-fast`` and ``veo3.1``).
+    :param seconds: clip length the model allows (4, 6 or 8 for ``veo3.1-fast`` and ``veo3.1``; 4 when
+        not given, always sent).
     :param size: ``WxH`` the model allows (``1280x720`` by default on the API side).
     :param input_reference: one image (first frame) or two (first and last frame): local paths,
         object storage URIs or http(s) URLs of PNG, JPEG or WebP files.
@@ -47,7 +45,6 @@ class VeoCreateVideoOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("prompt", "model", "seconds", "size", "input_reference")
-    ui_color = "#e8f0fe"
 
     #: task_state_store key of the submitted video (``{"video_id", "submitted_at"}``; a bare id from
     #: earlier releases is read too); renaming it breaks resumes of in-flight retries.
@@ -75,17 +72,6 @@ class VeoCreateVideoOperator(BaseOperator):
         self.veo_conn_id = veo_conn_id
         self.resubmit_failed = resubmit_failed
         self.visibility_grace = visibility_grace
-
-    @cached_property
-    def hook(self) -> VeoHook:
-        from airflow_provider_veo.hooks.veo import VeoHook
-
-        return VeoHook(veo_conn_id=self.veo_conn_id)
-
-    def execute(self, context: Context) -> str:
-        with task_outcomes():
-            job, _ = self.submit_or_resume(context)
-        return job.video_id
 
     def build_request(self) -> VideoRequest:
         return api.build_request(
@@ -149,7 +135,22 @@ def _stored_submission(value: object) -> tuple[str, float] | None:
     return None
 
 
-class VeoDownloadVideoOperator(BaseOperator):
+class VeoCreateVideoOperator(_SubmittingOperator):
+    """Validate a video request and submit it once; return the video id (also pushed as XCom ``video_id``).
+
+    Takes the request's parameters (see :class:`_SubmittingOperator`); a retry reuses the job an
+    earlier try paid for, on Airflow 3.3+.
+    """
+
+    ui_color = "#e8f0fe"
+
+    def execute(self, context: Context) -> str:
+        with task_outcomes():
+            job, _ = self.submit_or_resume(context)
+        return job.video_id
+
+
+class VeoDownloadVideoOperator(VeoHookMixin, BaseOperator):
     """Stream a completed video to a local path or any object store, and return what was written.
 
     ``destination`` is a local path or an ObjectStoragePath URI (``file://``, ``s3://conn_id@bucket/key``,
@@ -168,18 +169,12 @@ class VeoDownloadVideoOperator(BaseOperator):
         self.destination = destination
         self.veo_conn_id = veo_conn_id
 
-    @cached_property
-    def hook(self) -> VeoHook:
-        from airflow_provider_veo.hooks.veo import VeoHook
-
-        return VeoHook(veo_conn_id=self.veo_conn_id)
-
     def execute(self, context: Context) -> dict[str, Any]:
         with task_outcomes():
             return self.hook.download_video(str(self.video_id), self.destination)
 
 
-class VeoGenerateVideoOperator(VeoCreateVideoOperator):
+class VeoGenerateVideoOperator(_SubmittingOperator):
     """Create a video, wait for it (in the triggerer when deferrable) and download it, in one task.
 
     Takes the parameters of :class:`VeoCreateVideoOperator` and :class:`VeoDownloadVideoOperator`
@@ -191,7 +186,8 @@ class VeoGenerateVideoOperator(VeoCreateVideoOperator):
     :param deferrable: wait in the triggerer, freeing the worker slot.
     """
 
-    template_fields: Sequence[str] = (*VeoCreateVideoOperator.template_fields, "destination")
+    template_fields: Sequence[str] = (*_SubmittingOperator.template_fields, "destination")
+    ui_color = "#e8f0fe"
 
     def __init__(
         self,

@@ -12,16 +12,19 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_veo import api
 from airflow_provider_veo.api import DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, JobWatch
-from airflow_provider_veo.outcomes import AirflowSensorTimeout, default_deferrable, task_outcomes
+from airflow_provider_veo.operator_support import (
+    AirflowSensorTimeout,
+    VeoHookMixin,
+    default_deferrable,
+    task_outcomes,
+)
 from airflow_provider_veo.waiting import defer_to_trigger, poll_once
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_veo.hooks.veo import VeoHook
 
-
-class VeoTaskSensor(BaseSensorOperator):
+class VeoTaskSensor(VeoHookMixin, BaseSensorOperator):
     """Succeed when the video is ``completed``; fail without retrying when it is ``failed`` or ``error``.
 
     The completed job (status, ``video_url``, model, seconds, size) is its XCom return value. With
@@ -53,12 +56,6 @@ class VeoTaskSensor(BaseSensorOperator):
         self.veo_conn_id = veo_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.visibility_grace = visibility_grace
-
-    @cached_property
-    def hook(self) -> VeoHook:
-        from airflow_provider_veo.hooks.veo import VeoHook
-
-        return VeoHook(veo_conn_id=self.veo_conn_id)
 
     @cached_property
     def _visible_by(self) -> float:

@@ -33,7 +33,7 @@ from airflow_provider_veo.operators.veo import (
     VeoDownloadVideoOperator,
     VeoGenerateVideoOperator,
 )
-from airflow_provider_veo.outcomes import AirflowFailException
+from airflow_provider_veo.operator_support import AirflowFailException
 from airflow_provider_veo.storage import StagedFile
 from airflow_provider_veo.testing import Scenario, VeoEmulator
 from airflow_provider_veo.testing.runner import run_dag

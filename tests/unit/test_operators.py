@@ -24,7 +24,7 @@ from airflow_provider_veo.operators.veo import (
     VeoDownloadVideoOperator,
     VeoGenerateVideoOperator,
 )
-from airflow_provider_veo.outcomes import AirflowFailException
+from airflow_provider_veo.operator_support import AirflowFailException
 from airflow_provider_veo.triggers.veo import VeoTaskTrigger
 from airflow_provider_veo.waiting import DEFERRAL_GRACE
 

@@ -13,7 +13,7 @@ from airflow.sdk import PokeReturnValue
 from airflow_provider_veo import api
 from airflow_provider_veo.api import VeoTransientError, VideoJob
 from airflow_provider_veo.hooks.veo import VeoHook
-from airflow_provider_veo.outcomes import AirflowFailException, AirflowSensorTimeout
+from airflow_provider_veo.operator_support import AirflowFailException, AirflowSensorTimeout
 from airflow_provider_veo.sensors.veo import VeoTaskSensor
 from airflow_provider_veo.triggers.veo import VeoTaskTrigger
 from airflow_provider_veo.waiting import DEFERRAL_GRACE

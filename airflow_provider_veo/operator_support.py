@@ -1,0 +1,68 @@
+"""What the operators and the sensor share with Airflow, across Airflow 3.1 to 3.3.
+
+The hook accessor, the ``default_deferrable`` setting, and how provider errors become task
+outcomes: an error that a retry cannot mend (bad input, a refused key, a failed generation, a
+create request whose fate is unknown) fails the task without retrying; transient ones let
+Airflow's retries work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from airflow_provider_veo.api import VeoError
+
+try:  # Airflow 3.2+
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+except ImportError:  # Airflow 3.1
+    from airflow.exceptions import AirflowFailException, AirflowSensorTimeout  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    from airflow_provider_veo.hooks.veo import VeoHook
+
+__all__ = [
+    "AirflowFailException",
+    "AirflowSensorTimeout",
+    "VeoHookMixin",
+    "default_deferrable",
+    "task_outcomes",
+]
+
+
+class VeoHookMixin:
+    """The one hook accessor of the operators and the sensor.
+
+    The hook module (requests, httpx) is imported on first use, in the worker, so that parsing a
+    DAG file that uses these operators stays cheap.
+    """
+
+    veo_conn_id: str
+
+    @cached_property
+    def hook(self) -> VeoHook:
+        from airflow_provider_veo.hooks.veo import VeoHook
+
+        return VeoHook(veo_conn_id=self.veo_conn_id)
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable``, read when a task is defined, as Airflow's own operators do."""
+    try:
+        from airflow.sdk.configuration import conf
+    except ImportError:  # Airflow 3.1
+        from airflow.configuration import conf
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+@contextmanager
+def task_outcomes() -> Iterator[None]:
+    """Re-raise errors that retrying cannot mend as :class:`AirflowFailException`."""
+    try:
+        yield
+    except VeoError as exc:
+        if exc.retryable:
+            raise
+        raise AirflowFailException(str(exc)) from exc
