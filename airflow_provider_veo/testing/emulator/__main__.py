@@ -6,7 +6,7 @@ import argparse
 import threading
 
 from airflow_provider_veo.testing.emulator.scenario import Scenario
-from airflow_provider_veo.testing.emulator.server import VeoEmulator
+from airflow_provider_veo.testing.emulator.server import PROFILES, VeoEmulator
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--cdn-port", type=int, default=0)
     parser.add_argument("--api-key", default="test-key")
-    parser.add_argument("--id-style", choices=("colon", "task"), default="colon")
+    parser.add_argument("--server", choices=sorted(PROFILES), default="docs", help="the profile to answer as")
+    parser.add_argument("--id-style", choices=("colon", "task"), default=None, help="default: the profile's")
     parser.add_argument("--polls", type=int, default=Scenario.polls_until_done, help="polls until done")
     parser.add_argument("--seconds-until-done", type=float, default=None, help="finish on the clock instead")
     args = parser.parse_args(argv)
@@ -28,9 +29,10 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         cdn_port=args.cdn_port,
+        server=args.server,
     )
     with emulator:
-        print(f"Veo emulator: API {emulator.url}, CDN {emulator.cdn_url}", flush=True)
+        print(f"Veo emulator: API {emulator.url}, CDN {emulator.cdn_url} ({args.server} profile)", flush=True)
         print(f"export AIRFLOW_CONN_VEO_DEFAULT='{emulator.connection_json()}'", flush=True)
         try:
             threading.Event().wait()

@@ -16,7 +16,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from airflow_provider_veo.testing.emulator.bodies import random_alnum
-from airflow_provider_veo.testing.emulator.scenario import TERMINAL_STATUSES, Scenario
+from airflow_provider_veo.testing.emulator.scenario import (
+    POST_FAILURES_WITH_JOB,
+    TERMINAL_STATUSES,
+    Scenario,
+)
 
 
 @dataclass
@@ -40,6 +44,7 @@ class EmulatedJob:
     started: float = field(default_factory=time.monotonic, repr=False)
     faults: Faults | None = field(default=None, repr=False)
     expired_left: int = field(default=0, repr=False)
+    hidden_left: int = field(default=0, repr=False)
 
 
 class Faults:
@@ -92,7 +97,7 @@ class Faults:
 class CreateFailure(Exception):
     """A create call the scenarios in force make fail: ``failure`` is ``Scenario.post_failure``'s value.
 
-    ``job`` is the job created anyway (``reset_after_create``), else ``None``.
+    ``job`` is the job created anyway (``reset_after_create``, ``html_502``), else ``None``.
     """
 
     def __init__(self, failure: int | str, retry_after: float, job: EmulatedJob | None = None) -> None:
@@ -207,7 +212,7 @@ class Backend:
         with self._lock:
             failure, self._faults.post_failure = self._faults.post_failure, None
             retry_after = self._faults.retry_after
-            if failure is not None and failure != "reset_after_create":
+            if failure is not None and failure not in POST_FAILURES_WITH_JOB:
                 raise CreateFailure(failure, retry_after)
             queued = self._queue.popleft() if self._queue else None
             faults = Faults(replace(queued or Scenario(), **overrides))
@@ -215,7 +220,7 @@ class Backend:
             if failure is None and faults.post_failure is not None and marker_failure_unused:
                 failure, retry_after = faults.post_failure, faults.retry_after
                 self._failed_prompts.add(prompt)
-            if failure is not None and failure != "reset_after_create":
+            if failure is not None and failure not in POST_FAILURES_WITH_JOB:
                 raise CreateFailure(failure, retry_after)
             scenario = replace(queued or self._scenario, **overrides)
             job = EmulatedJob(
@@ -228,11 +233,21 @@ class Backend:
                 scenario=scenario,
                 faults=faults if faults.any_armed() else None,
                 expired_left=scenario.expired_url_fetches,
+                hidden_left=scenario.not_visible_polls,
             )
             self._jobs[job.id] = job
             if failure is not None:
                 raise CreateFailure(failure, retry_after, copy.copy(job))
             return copy.copy(job)
+
+    def take_not_visible(self, video_id: str) -> bool:
+        """Whether this GET of the job still finds it not stored (``not_visible_polls``)."""
+        with self._lock:
+            job = self._jobs[video_id]
+            if job.hidden_left > 0:
+                job.hidden_left -= 1
+                return True
+            return False
 
     def poll(self, video_id: str) -> EmulatedJob:
         """Count a retrieve of the job, move it along, and return its snapshot."""

@@ -1,7 +1,9 @@
 """What the emulator sends: video bodies (the sample clip or a generated one) and error bodies.
 
 Large bodies are generated block by block from one deterministic random block, so a multi-gigabyte
-download costs neither memory nor CPU here, and its digest can be computed without serving it.
+download costs neither memory nor CPU here, and its digest can be computed without serving it. They
+are structurally valid MP4s: the sample's ``ftyp`` and ``moov`` boxes, then one ``mdat`` box whose
+size covers the filler, so a client that walks the top-level boxes accepts them.
 """
 
 from __future__ import annotations
@@ -13,17 +15,20 @@ import json
 import random
 import secrets
 import string
+import struct
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
 
 from airflow_provider_veo.testing import SAMPLE_MP4
 
-#: The first 32 bytes of a real MP4 (the ``ftyp`` box of ``sample.mp4``): large bodies start with them.
+#: The first 32 bytes of a real MP4 (the ``ftyp`` box of ``sample.mp4``): every body starts with them.
 FTYP_HEADER = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41"
-#: The smallest generated body: its ``ftyp`` head.
-MIN_VIDEO_BYTES = len(FTYP_HEADER)
 #: Large bodies are generated and written in blocks of this size, never held whole in memory.
 BLOCK_BYTES = 1024 * 1024
+#: The largest box size a 32-bit header can state; a larger ``mdat`` uses the 64-bit ``largesize``.
+MAX_BOX32 = 0xFFFFFFFF
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -33,12 +38,39 @@ def sample_bytes() -> bytes:
     return SAMPLE_MP4.read_bytes()
 
 
+def _top_level_boxes(data: bytes) -> dict[bytes, bytes]:
+    """The sample's top-level boxes by type (32-bit sizes only: the sample has no large box)."""
+    boxes, position = {}, 0
+    while position < len(data):
+        size, kind = struct.unpack_from(">I4s", data, position)
+        boxes[kind] = data[position : position + size]
+        position += size
+    return boxes
+
+
 @functools.cache
-def _blocks() -> tuple[bytes, bytes, bytes]:
-    """The first block (``ftyp`` head), its corrupt twin (zeroed head) and the filler block, made once."""
-    block = random.Random(0x7E0).randbytes(BLOCK_BYTES)
-    tail = block[len(FTYP_HEADER) :]
-    return FTYP_HEADER + tail, bytes(len(FTYP_HEADER)) + tail, block
+def _movie_head() -> bytes:
+    """The sample's ``ftyp`` and ``moov`` boxes: what a generated body starts with."""
+    boxes = _top_level_boxes(sample_bytes())
+    return boxes[b"ftyp"] + boxes[b"moov"]
+
+
+#: The smallest generated body: the sample's ``ftyp`` and ``moov``, then an empty ``mdat``.
+MIN_VIDEO_BYTES = len(_movie_head()) + 8
+
+
+def _generated_head(video_bytes: int) -> bytes:
+    """``ftyp``, ``moov`` and the header of an ``mdat`` that runs to the end of a ``video_bytes`` body."""
+    head = _movie_head()
+    mdat = video_bytes - len(head)
+    if mdat > MAX_BOX32:
+        return head + struct.pack(">I4sQ", 1, b"mdat", mdat)
+    return head + struct.pack(">I4s", mdat, b"mdat")
+
+
+@functools.cache
+def _filler_block() -> bytes:
+    return random.Random(0x7E0).randbytes(BLOCK_BYTES)
 
 
 def video_size(video_bytes: int | None) -> int:
@@ -52,9 +84,11 @@ def video_chunks(video_bytes: int | None, *, corrupt: bool = False) -> Iterator[
         sample = sample_bytes()
         yield bytes(len(FTYP_HEADER)) + sample[len(FTYP_HEADER) :] if corrupt else sample
         return
-    first, corrupt_first, block = _blocks()
-    left = video_bytes
-    chunk: bytes = corrupt_first if corrupt else first
+    head = _generated_head(video_bytes)
+    if corrupt:
+        head = bytes(len(FTYP_HEADER)) + head[len(FTYP_HEADER) :]
+    block = _filler_block()
+    chunk, left = head + block[len(head) :], video_bytes
     while left > 0:
         view = memoryview(chunk)[: min(left, BLOCK_BYTES)]
         yield view
@@ -69,6 +103,11 @@ def expected_sha256(video_bytes: int | None) -> str:
     for chunk in video_chunks(video_bytes):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
 
 
 def random_alnum(length: int) -> str:
@@ -114,6 +153,113 @@ def status_phrase(status: int) -> str:
         return http.HTTPStatus(status).phrase
     except ValueError:
         return f"HTTP {status}"
+
+
+def _google_error(status: int, message: str, reason: str) -> str:
+    """An error body of Google's API, which new-api relays as the message of a flat error."""
+    return json.dumps({"error": {"code": status, "message": message, "status": reason}})
+
+
+@dataclass(frozen=True)
+class GatewayError:
+    """An error new-api answers: in its envelope (E) or as a flat task error (F)."""
+
+    status: int
+    shape: Literal["envelope", "flat"]
+    #: The ``code`` field; the envelope's is often empty.
+    code: str
+    #: The message; ``{model}`` stands for the model of the request.
+    message: str
+
+    def worded(self, model: str) -> str:
+        return self.message.replace("{model}", model)
+
+
+#: new-api's errors by name: the values ``Scenario.post_failure`` accepts besides statuses.
+GATEWAY_ERRORS: dict[str, GatewayError] = {
+    "invalid_token": GatewayError(401, "envelope", "", "Invalid token"),
+    "model_forbidden": GatewayError(403, "envelope", "", "This token has no access to model {model}"),
+    "model_not_found": GatewayError(
+        503,
+        "envelope",
+        "model_not_found",
+        "No available channel for model {model} under group default (distributor)",
+    ),
+    "insufficient_user_quota": GatewayError(
+        403,
+        "flat",
+        "insufficient_user_quota",
+        "用户额度不足, 剩余额度: ＄0.00",  # noqa: RUF001 - the gateway's own text
+    ),
+    "pre_consume_token_quota_failed": GatewayError(
+        403,
+        "flat",
+        "pre_consume_token_quota_failed",
+        "token quota is not enough, token remain quota: ＄0.00, need quota: ＄0.40",  # noqa: RUF001
+    ),
+    "fail_to_fetch_task": GatewayError(
+        400,
+        "flat",
+        "fail_to_fetch_task",
+        _google_error(400, "Request contains an invalid argument.", "INVALID_ARGUMENT"),
+    ),
+    "saturated": GatewayError(429, "flat", "fail_to_fetch_task", "当前分组上游负载已饱和，请稍后再试"),  # noqa: RUF001
+    "do_request_failed": GatewayError(
+        500,
+        "flat",
+        "do_request_failed",
+        'Post "https://generativelanguage.googleapis.com/v1beta/models/{model}:predictLongRunning": EOF',
+    ),
+    "get_channel_failed": GatewayError(
+        500, "flat", "get_channel_failed", "no available channel for model {model}"
+    ),
+    "unmarshal_response_failed": GatewayError(
+        500, "flat", "unmarshal_response_failed", "invalid character '<' looking for beginning of value"
+    ),
+}
+#: What new-api answers for an injected status: a named error, or the upstream's status relayed flat.
+_GATEWAY_ERROR_BY_STATUS = {
+    401: "invalid_token",
+    403: "insufficient_user_quota",
+    429: "saturated",
+    500: "do_request_failed",
+    503: "model_not_found",
+}
+
+
+def gateway_error(failure: int | str) -> GatewayError:
+    """The new-api error for a ``post_failure`` or ``server_errors`` value: a name or a status."""
+    if isinstance(failure, str):
+        return GATEWAY_ERRORS[failure]
+    if failure in _GATEWAY_ERROR_BY_STATUS:
+        return GATEWAY_ERRORS[_GATEWAY_ERROR_BY_STATUS[failure]]
+    upstream = json.dumps(
+        {"error": {"code": failure, "message": status_phrase(failure), "status": "UNAVAILABLE"}}
+    )
+    return GatewayError(failure, "flat", "fail_to_fetch_task", upstream)
+
+
+def gateway_envelope(code: str, message: str, request_id: str) -> bytes:
+    """new-api's envelope (E): type ``new_api_error``, the request id in the message, no ``param``."""
+    error = {"message": f"{message} (request id: {request_id})", "type": "new_api_error", "code": code}
+    return json.dumps({"error": error}, ensure_ascii=False).encode()
+
+
+def gateway_flat(code: str, message: str) -> bytes:
+    """new-api's flat task error (F): no request id in the body."""
+    return json.dumps({"code": code, "message": message, "data": None}, ensure_ascii=False).encode()
+
+
+def gateway_proxy_error(message: str, error_type: str) -> bytes:
+    """new-api's ``/content`` error (P): a message and a type, no code."""
+    return json.dumps({"error": {"message": message, "type": error_type}}).encode()
+
+
+#: What nginx in front of the gateway answers when the gateway does not: not the API's JSON.
+PROXY_502_HTML = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
 
 
 def storage_error(code: str, message: str) -> bytes:

@@ -12,14 +12,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from airflow_provider_veo.testing.emulator.backend import EmulatedJob
-from airflow_provider_veo.testing.emulator.bodies import envelope, status_error
+from airflow_provider_veo.testing.emulator.bodies import envelope, gateway_error, status_error
+from airflow_provider_veo.testing.emulator.forms import Part
 from airflow_provider_veo.testing.emulator.models import InvalidField
 from airflow_provider_veo.testing.emulator.responses import (
     Answer,
     ApiRequest,
-    Reply,
     Responses,
-    VideoAnswer,
 )
 from airflow_provider_veo.testing.emulator.scenario import TERMINAL_STATUSES
 
@@ -59,13 +58,22 @@ class DocsResponses(Responses):
         code, message = status_error(429, model)
         return _error(429, code, message, headers={"Retry-After": format(retry_after, "g")})
 
-    def injected_error(self, request: ApiRequest, status: int, model: str) -> Answer:
+    def injected_error(self, request: ApiRequest, status: int, model: str, *, content: bool) -> Answer:
         return _error(status, *status_error(status, model))
 
-    def create_refused(self, request: ApiRequest, status: int, model: str, retry_after: float) -> Answer:
+    def create_refused(
+        self, request: ApiRequest, failure: int | str, model: str, retry_after: float
+    ) -> Answer:
+        """A status in the envelope; a gateway error's name as that code, with the gateway's words."""
+        status = gateway_error(failure).status if isinstance(failure, str) else failure
         if status == 429:
             return self.rate_limited(request, retry_after, model)
-        return self.injected_error(request, status, model)
+        if isinstance(failure, str):
+            return _error(status, failure, gateway_error(failure).worded(model))
+        return self.injected_error(request, status, model, content=False)
+
+    def screen_form(self, request: ApiRequest, parts: list[Part]) -> Answer | None:
+        return None
 
     def bad_form(self, request: ApiRequest, message: str) -> Answer:
         return _error(400, "invalid_request", message)
@@ -95,24 +103,28 @@ class DocsResponses(Responses):
         }
         if job.status == "completed":
             payload["completed_at"] = job.completed_at
-            if not created and not job.scenario.missing_video_url:
+            scenario = job.scenario
+            if not created and not scenario.missing_video_url and not scenario.content_unavailable:
                 token = self.backend.issue_token(job.id)
                 payload["video_url"] = f"{self.site.cdn_url}/files/{token}.mp4"
         elif job.status in TERMINAL_STATUSES:
             payload["error"] = {"code": job.scenario.error_code, "message": job.scenario.error_message}
         return Answer(200, json.dumps(payload).encode())
 
-    def content(self, request: ApiRequest, job: EmulatedJob, query: str) -> Reply:
+    def check_variant(self, request: ApiRequest, query: str) -> Answer | None:
         variant = dict(parse_qsl(query)).get("variant", "video")
         if variant != "video":
             return _error(400, "invalid_request", f"Variant {variant!r} is not available for this model")
-        job = self.backend.look(job.id)
-        if job.status != "completed":
-            return _error(
-                400,
-                "invalid_request_error",
-                f"Video {job.id} is not ready yet (status: {job.status}); "
-                "use GET /v1/videos/{video_id} to check its status",
-                error_type="invalid_request_error",
-            )
-        return VideoAnswer(job)
+        return None
+
+    def content_not_ready(self, request: ApiRequest, job: EmulatedJob) -> Answer:
+        return _error(
+            400,
+            "invalid_request_error",
+            f"Video {job.id} is not ready yet (status: {job.status}); "
+            "use GET /v1/videos/{video_id} to check its status",
+            error_type="invalid_request_error",
+        )
+
+    def content_unavailable(self, request: ApiRequest, job: EmulatedJob) -> Answer:
+        return _error(502, "bad_response_status_code", "Failed to fetch video content")

@@ -55,6 +55,15 @@ MODELS: dict[str, EmulatedModel] = {
 }
 
 
+#: The upstream ids the gateway's Gemini channel reports in retrieves, by the model asked for.
+UPSTREAM_MODELS: dict[str, str] = {
+    "veo3.1-fast": "veo-3.1-fast-generate-preview",
+    "veo3.1": "veo-3.1-generate-preview",
+    "veo3-fast": "veo-3.0-fast-generate-001",
+    "veo3": "veo-3.0-generate-001",
+}
+
+
 class InvalidField(ValueError):
     """A create field the emulated API refuses; ``field`` names it, for profiles that answer per field."""
 
@@ -80,7 +89,9 @@ def is_image(head: bytes) -> bool:
     )
 
 
-def check_fields(model: str, prompt: str, seconds: str, size: str) -> tuple[str, str]:
+def check_fields(
+    model: str, prompt: str, seconds: str, size: str, *, default_seconds: str = DEFAULT_SECONDS
+) -> tuple[str, str]:
     """Check the scalar fields of a create; return ``seconds`` and ``size`` as the job reports them.
 
     A model missing from :data:`MODELS` passes with any value: CometAPI adds models over time.
@@ -102,7 +113,7 @@ def check_fields(model: str, prompt: str, seconds: str, size: str) -> tuple[str,
             raise InvalidField("size", f"size must be one of {allowed} for {model}, got {size!r}")
     elif spec is not None and size and not is_orientation_hint(size):
         raise InvalidField("size", f"size must be WxH, landscape or portrait (e.g. 16x9), got {size!r}")
-    return seconds or DEFAULT_SECONDS, size or DEFAULT_SIZE
+    return seconds or default_seconds, size or DEFAULT_SIZE
 
 
 def check_references(model: str, references: list[Part]) -> None:

@@ -9,19 +9,21 @@ for every profile and lives here too.
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Protocol
+from typing import ClassVar, Protocol
 from urllib.parse import unquote, urlsplit
 
-from airflow_provider_veo.testing.emulator import bodies
 from airflow_provider_veo.testing.emulator.backend import Backend, CreateFailure, EmulatedJob
+from airflow_provider_veo.testing.emulator.bodies import PROXY_502_HTML, request_id, storage_error
 from airflow_provider_veo.testing.emulator.forms import Form, Part
 from airflow_provider_veo.testing.emulator.models import (
     DEFAULT_MODEL,
+    DEFAULT_SECONDS,
     MODEL_WHEN_ABSENT,
     VIDEOS_PATH,
     InvalidField,
@@ -53,7 +55,7 @@ class ApiRequest:
     headers: Message
     form: Form = field(default_factory=Form)
     #: This request's id, for error messages (and, in the new-api profile, a header).
-    id: str = field(default_factory=bodies.request_id)
+    id: str = field(default_factory=request_id)
 
 
 @dataclass
@@ -72,6 +74,10 @@ class VideoAnswer:
 
     job: EmulatedJob
     headers: dict[str, str] = field(default_factory=dict)
+    #: Sent with ``Transfer-Encoding: chunked`` and no Content-Length, as a proxy relaying a stream.
+    chunked: bool = False
+    #: Stop after this many bytes (``Scenario.content_cut_at``); chunked, still with the zero chunk.
+    cut_at: int | None = None
 
 
 class Drop:
@@ -92,6 +98,11 @@ class Refused(Exception):
 
 class Responses(ABC):
     """The request flow over one backend; subclasses give the wording of one real-world server."""
+
+    #: The ``seconds`` a create without one gets (and is billed for).
+    default_seconds: ClassVar[str] = DEFAULT_SECONDS
+    #: Whether ``/content`` streams chunked, without a Content-Length.
+    chunked_content: ClassVar[bool] = False
 
     def __init__(self, backend: Backend, site: Site) -> None:
         self.backend = backend
@@ -115,9 +126,10 @@ class Responses(ABC):
 
     def _run(self, step: Callable[[ApiRequest], Reply], request: ApiRequest) -> Reply:
         try:
-            return step(request)
+            reply = step(request)
         except Refused as refused:
-            return refused.reply
+            reply = refused.reply
+        return self.finish(request, reply)
 
     # -- the flow --------------------------------------------------------------------------
 
@@ -137,6 +149,9 @@ class Responses(ABC):
             raise Refused(self.invalid_url(request))
         self._admit(request, None)
         parts = self._parts(request)
+        refusal = self.screen_form(request, parts)
+        if refusal is not None:
+            return refusal
         scalars: dict[str, str] = {}
         references: list[Part] = []
         for part in parts:
@@ -146,8 +161,9 @@ class Responses(ABC):
                 scalars.setdefault(part.name, part.data.decode("utf-8", "replace"))
         prompt = scalars.get("prompt", "")
         model = scalars.get("model", "").strip() or MODEL_WHEN_ABSENT
+        fields = (scalars.get("seconds", ""), scalars.get("size", ""))
         try:
-            seconds, size = check_fields(model, prompt, scalars.get("seconds", ""), scalars.get("size", ""))
+            seconds, size = check_fields(model, prompt, *fields, default_seconds=self.default_seconds)
             check_references(model, references)
         except InvalidField as error:
             raise Refused(self.invalid_field(request, error)) from None
@@ -158,9 +174,14 @@ class Responses(ABC):
         try:
             job = self.backend.create(model, prompt, seconds, size, overrides)
         except CreateFailure as failure:
-            if isinstance(failure.failure, int):
-                return self.create_refused(request, failure.failure, model, failure.retry_after)
-            return DROP  # reset_before_create, reset_after_create
+            if failure.job is not None:
+                time.sleep(failure.job.scenario.create_delay)
+            if failure.failure == "html_502":
+                return Answer(502, PROXY_502_HTML, "text/html")
+            if failure.failure in ("reset_before_create", "reset_after_create"):
+                return DROP
+            return self.create_refused(request, failure.failure, model, failure.retry_after)
+        time.sleep(job.scenario.create_delay)
         return self.job_answer(request, job, created=True)
 
     def _parts(self, request: ApiRequest) -> list[Part]:
@@ -192,14 +213,37 @@ class Responses(ABC):
         if fault == "reset":
             return DROP
         if isinstance(fault, int):
-            return self.injected_error(request, fault, job.model if job else DEFAULT_MODEL)
-        if job is None:
+            return self.injected_error(request, fault, job.model if job else DEFAULT_MODEL, content=content)
+        if job is None or self.backend.take_not_visible(video_id):
             return self.unknown_task(request, video_id, content=content)
         if content:
-            return self.content(request, job, split.query)
-        return self.job_answer(request, self.backend.poll(video_id), created=False)
+            return self._content(request, job, split.query)
+        job = self.backend.poll(video_id)
+        if job.status in ("failed", "error") and job.scenario.error_only_body:
+            error = {"message": job.scenario.error_message, "type": job.scenario.error_code}
+            return Answer(200, json.dumps({"error": error, "id": job.id}).encode())
+        return self.job_answer(request, job, created=False)
+
+    def _content(self, request: ApiRequest, job: EmulatedJob, query: str) -> Reply:
+        refusal = self.check_variant(request, query)
+        if refusal is not None:
+            return refusal
+        job = self.backend.look(job.id)
+        if job.status != "completed":
+            return self.content_not_ready(request, job)
+        if job.scenario.content_unavailable:
+            return self.content_unavailable(request, job)
+        return VideoAnswer(job, chunked=self.chunked_content, cut_at=job.scenario.content_cut_at)
 
     # -- the profile's wording -------------------------------------------------------------
+
+    def finish(self, request: ApiRequest, reply: Reply) -> Reply:
+        """The last touch on every answer of the API listener; none by default."""
+        return reply
+
+    @abstractmethod
+    def screen_form(self, request: ApiRequest, parts: list[Part]) -> Answer | None:
+        """The refusal of a create form before the model's checks, or ``None`` to go on."""
 
     @abstractmethod
     def invalid_url(self, request: ApiRequest) -> Answer:
@@ -218,12 +262,14 @@ class Responses(ABC):
         """The ``rate_limit`` fault; ``retry_after`` is the scenario's, for profiles that send it."""
 
     @abstractmethod
-    def injected_error(self, request: ApiRequest, status: int, model: str) -> Answer:
-        """A ``server_errors`` status on a GET."""
+    def injected_error(self, request: ApiRequest, status: int, model: str, *, content: bool) -> Answer:
+        """A ``server_errors`` status on a GET (of ``/content`` when ``content``)."""
 
     @abstractmethod
-    def create_refused(self, request: ApiRequest, status: int, model: str, retry_after: float) -> Answer:
-        """A ``post_failure`` status on a create: nothing was created."""
+    def create_refused(
+        self, request: ApiRequest, failure: int | str, model: str, retry_after: float
+    ) -> Answer:
+        """A ``post_failure`` status or gateway error name on a create: nothing was created."""
 
     @abstractmethod
     def bad_form(self, request: ApiRequest, message: str) -> Answer:
@@ -246,8 +292,16 @@ class Responses(ABC):
         """The job object, as the create call (``created``) or a retrieve answers it."""
 
     @abstractmethod
-    def content(self, request: ApiRequest, job: EmulatedJob, query: str) -> Reply:
-        """``GET /v1/videos/{id}/content`` of a known job."""
+    def check_variant(self, request: ApiRequest, query: str) -> Answer | None:
+        """The refusal of a ``/content`` query, or ``None`` to serve it."""
+
+    @abstractmethod
+    def content_not_ready(self, request: ApiRequest, job: EmulatedJob) -> Answer:
+        """``/content`` of a job that has not completed."""
+
+    @abstractmethod
+    def content_unavailable(self, request: ApiRequest, job: EmulatedJob) -> Answer:
+        """``/content`` of a completed job without a video (``content_unavailable``)."""
 
 
 def answer_cdn(backend: Backend, target: str, headers: Message) -> Answer | VideoAnswer:
@@ -255,13 +309,13 @@ def answer_cdn(backend: Backend, target: str, headers: Message) -> Answer | Vide
     URLs do (so a client that leaks its key there is caught)."""
     if "Authorization" in headers:
         message = "Requests with an Authorization header are not allowed"
-        return Answer(403, bodies.storage_error("AccessDenied", message), "application/xml")
+        return Answer(403, storage_error("AccessDenied", message), "application/xml")
     path = urlsplit(target).path
     token = path.removeprefix("/files/").removesuffix(".mp4")
     verdict = backend.redeem_token(token) if path.startswith("/files/") and path.endswith(".mp4") else None
     if verdict is None:
-        body = bodies.storage_error("NoSuchKey", "The specified key does not exist.")
+        body = storage_error("NoSuchKey", "The specified key does not exist.")
         return Answer(404, body, "application/xml")
     if verdict == "expired":
-        return Answer(403, bodies.storage_error("AccessDenied", "Request has expired"), "application/xml")
+        return Answer(403, storage_error("AccessDenied", "Request has expired"), "application/xml")
     return VideoAnswer(verdict)

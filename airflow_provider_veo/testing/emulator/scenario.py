@@ -12,12 +12,14 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import unquote
 
-from airflow_provider_veo.testing.emulator.bodies import MIN_VIDEO_BYTES
+from airflow_provider_veo.testing.emulator.bodies import GATEWAY_ERRORS, MIN_VIDEO_BYTES
 
 #: The terminal statuses, which are also the outcomes a scenario can ask for.
 TERMINAL_STATUSES = frozenset({"completed", "failed", "error"})
-#: The non-status values of ``Scenario.post_failure``.
-POST_FAILURES = frozenset({"reset_before_create", "reset_after_create"})
+#: The values of ``Scenario.post_failure`` that are neither a status nor a gateway error's name.
+POST_FAILURES = frozenset({"reset_before_create", "reset_after_create", "html_502"})
+#: The post failures that create the job anyway: the client cannot tell whether it did.
+POST_FAILURES_WITH_JOB = frozenset({"reset_after_create", "html_502"})
 
 #: Short names accepted in prompt markers, beside the full :class:`Scenario` field names.
 MARKER_ALIASES: dict[str, str] = {
@@ -30,6 +32,8 @@ MARKER_ALIASES: dict[str, str] = {
     "resets": "reset_gets",
     "expired": "expired_url_fetches",
     "bytes": "video_bytes",
+    "hidden": "not_visible_polls",
+    "cut": "content_cut_at",
 }
 
 
@@ -39,30 +43,38 @@ class Scenario:
 
     Job fields (read when a job is created): ``polls_until_done``, ``seconds_until_done``,
     ``outcome``, ``error_code``, ``error_message``, ``status_spelling``, ``missing_video_url``,
-    ``truncate_download``, ``corrupt_download``, ``expired_url_fetches``, ``video_bytes``, ``video_id``.
-    Request faults (used up as requests arrive): ``rate_limit``, ``server_errors``, ``post_failure``,
-    ``reset_gets``, ``slow_first_n``; ``latency`` applies to every answer.
+    ``truncate_download``, ``corrupt_download``, ``expired_url_fetches``, ``video_bytes``, ``video_id``,
+    ``not_visible_polls``, ``error_only_body``, ``content_unavailable``, ``content_cut_at``,
+    ``create_delay``. Request faults (used up as requests arrive): ``rate_limit``, ``server_errors``,
+    ``post_failure``, ``reset_gets``, ``slow_first_n``; ``latency`` applies to every answer.
     """
 
     #: Retrieve GETs answered as not finished before the terminal one: ``queued`` first, then
-    #: ``in_progress`` with rising progress.
+    #: ``in_progress`` with rising progress (the new-api profile says ``unknown`` for ``queued`` until
+    #: the job's second retrieve, and rounds progress down to 0, 10, 20, 30 or 50).
     polls_until_done: int = 2
     #: Finish on the wall clock instead (wins over ``polls_until_done``): ``queued`` for the first
     #: fifth of the time, then ``in_progress``.
     seconds_until_done: float | None = None
-    #: ``completed``, ``failed`` or ``error`` (CometAPI's own terminal status).
+    #: ``completed``, ``failed`` or ``error`` (CometAPI's own terminal status; new-api says ``failed``).
     outcome: str = "completed"
     error_code: str = "content_policy_violation"
     error_message: str = "The prompt was blocked by the safety filter"
     #: Spell statuses differently, e.g. ``{"completed": "SUCCESS", "in_progress": "IN_PROGRESS"}``.
     status_spelling: dict[str, str] | None = None
-    #: The next N API requests are answered 429 with ``Retry-After: retry_after`` (seconds, fractions too).
+    #: The next N API requests are answered 429 with ``Retry-After: retry_after`` (seconds, fractions
+    #: too; the new-api profile sends no Retry-After, as the gateway does not).
     rate_limit: int = 0
     retry_after: float = 0.05
-    #: The next API GETs are answered with these statuses, in order, each with an error envelope.
+    #: The next API GETs are answered with these statuses, in order, each with an error body in the
+    #: profile's shape.
     server_errors: list[int] = field(default_factory=list)
-    #: The next create fails: an HTTP status (nothing is created), ``"reset_before_create"`` or
-    #: ``"reset_after_create"`` (the connection is closed without an answer, the job exists or not).
+    #: The next create fails. An HTTP status: a JSON error in the profile's shape, nothing created
+    #: (403 is the new-api profile's credit error, 402 the docs profile's). A name from
+    #: :data:`~.bodies.GATEWAY_ERRORS` (``"pre_consume_token_quota_failed"``, ``"model_forbidden"``...):
+    #: that error of new-api, nothing created. ``"reset_before_create"`` or ``"reset_after_create"``:
+    #: the connection closes without an answer, before or after the job is created. ``"html_502"``:
+    #: a proxy in front answers an HTML 502 page, and the job exists (the gateway behind it went on).
     post_failure: str | int | None = None
     #: The next N API GETs are dropped: the connection closes without an answer.
     reset_gets: int = 0
@@ -80,22 +92,41 @@ class Scenario:
     #: The next N API requests are delayed by ``slow_seconds`` more, e.g. past the client's timeout.
     slow_first_n: int = 0
     slow_seconds: float = 0.0
-    #: Serve a generated body of this many bytes (valid ``ftyp`` head, deterministic filler) instead
-    #: of the sample clip.
+    #: Serve a generated body of this many bytes instead of the sample clip: a structurally valid MP4
+    #: (the sample's ``ftyp`` and ``moov``, then an ``mdat`` of deterministic filler), so at least
+    #: ``bodies.MIN_VIDEO_BYTES``.
     video_bytes: int | None = None
     #: Hand out this id instead of a generated one: for testing how clients cope with odd ids.
     video_id: str | None = None
+    #: The first N GETs of the job (retrieve or ``/content``) answer as for an unknown id, as the
+    #: gateway does while it has answered a create but not yet stored the task. They are not polls.
+    not_visible_polls: int = 0
+    #: Once the job failed, retrieves answer HTTP 200 ``{"error": {"message", "type"}, "id"}`` with no
+    #: ``status`` (from ``error_message`` and ``error_code``), as the gateway's pass-through channels do.
+    error_only_body: bool = False
+    #: The completed job has no video: ``/content`` answers 502 forever (new-api: "Failed to resolve
+    #: Gemini video URL", a clip blocked after it was billed) and the docs profile gives no ``video_url``.
+    content_unavailable: bool = False
+    #: ``/content`` stops after this many bytes. Chunked (new-api), the body still ends with its zero
+    #: chunk: cut cleanly, as the gateway's 60-second copy deadline cuts it. With a Content-Length
+    #: (docs), the connection closes short. The CDN behind ``video_url`` is not affected.
+    content_cut_at: int | None = None
+    #: Seconds a create takes to answer once it has created the job (the gateway retries channels
+    #: with no deadline): a client that gives up earlier has still created, and paid for, the job.
+    create_delay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.outcome not in TERMINAL_STATUSES:
             raise ValueError(f"outcome must be one of {sorted(TERMINAL_STATUSES)}, got {self.outcome!r}")
-        if isinstance(self.post_failure, str) and self.post_failure not in POST_FAILURES:
+        named = POST_FAILURES | GATEWAY_ERRORS.keys()
+        if isinstance(self.post_failure, str) and self.post_failure not in named:
             raise ValueError(
-                f"post_failure must be an HTTP status or one of {sorted(POST_FAILURES)}, "
-                f"got {self.post_failure!r}"
+                f"post_failure must be an HTTP status or one of {sorted(named)}, got {self.post_failure!r}"
             )
         if self.video_bytes is not None and self.video_bytes < MIN_VIDEO_BYTES:
             raise ValueError(f"video_bytes must be at least {MIN_VIDEO_BYTES}")
+        if self.content_cut_at is not None and self.content_cut_at < 0:
+            raise ValueError("content_cut_at must not be negative")
 
 
 def _optional(parse: Callable[[str], object]) -> Callable[[str], object]:

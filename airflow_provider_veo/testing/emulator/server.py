@@ -14,7 +14,6 @@ import socketserver
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -24,6 +23,8 @@ from airflow_provider_veo.testing.emulator.bodies import expected_sha256, video_
 from airflow_provider_veo.testing.emulator.docs_profile import DocsResponses
 from airflow_provider_veo.testing.emulator.forms import BodyError, Form, read_body, read_form
 from airflow_provider_veo.testing.emulator.models import VIDEOS_PATH
+from airflow_provider_veo.testing.emulator.newapi_profile import NewApiResponses
+from airflow_provider_veo.testing.emulator.records import FilePart, RecordedRequest, Recorder
 from airflow_provider_veo.testing.emulator.responses import (
     Answer,
     ApiRequest,
@@ -34,53 +35,6 @@ from airflow_provider_veo.testing.emulator.responses import (
     answer_cdn,
 )
 from airflow_provider_veo.testing.emulator.scenario import Scenario
-
-
-@dataclass(frozen=True)
-class FilePart:
-    """A file part of a create call, kept as a digest so records never hold large bodies."""
-
-    name: str
-    filename: str
-    content_type: str
-    size: int
-    sha256: str
-
-
-@dataclass
-class RecordedRequest:
-    """One request as the emulator saw it. Header names are lower-cased."""
-
-    listener: str
-    method: str
-    path: str
-    headers: dict[str, str]
-    form: list[tuple[str, str]] = field(default_factory=list)
-    files: list[FilePart] = field(default_factory=list)
-    #: The status answered, or ``None`` while answering or when the connection was dropped.
-    status: int | None = None
-    #: Arrival time (``time.time()``), to check polling intervals.
-    at: float = 0.0
-
-
-class _Recorder:
-    """Every request on both listeners, in arrival order, for tests to assert on."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._records: list[RecordedRequest] = []
-
-    def add(self, record: RecordedRequest) -> None:
-        with self._lock:
-            self._records.append(record)
-
-    def all(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._records)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._records.clear()
 
 
 class _Server(ThreadingHTTPServer):
@@ -94,7 +48,7 @@ class _Server(ThreadingHTTPServer):
         address: tuple[str, int],
         handler: type[_Handler],
         responses: Responses,
-        recorder: _Recorder,
+        recorder: Recorder,
     ) -> None:
         self.responses = responses
         self.recorder = recorder
@@ -182,15 +136,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(answer.body)
 
     def _send_video(self, answer: VideoAnswer) -> None:
-        """Stream the job's body, applying its truncation and corruption faults."""
+        """Stream the job's body, applying its truncation, cut and corruption faults.
+
+        A truncated body stops at half and the connection closes; a cut one stops at ``cut_at``, and
+        when chunked still ends with the zero chunk, so only a client that checks the content notices.
+        """
         job: EmulatedJob = answer.job
         scenario = job.scenario
         size = video_size(scenario.video_bytes)
         limit = size // 2 if scenario.truncate_download else size
+        if answer.cut_at is not None:
+            limit = min(limit, answer.cut_at)
         self.record.status = 200
         self.send_response(200)
         self.send_header("Content-Type", "video/mp4")
-        self.send_header("Content-Length", str(size))
+        if answer.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(size))
         for name, value in answer.headers.items():
             self.send_header(name, value)
         self.end_headers()
@@ -199,12 +162,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.responses.backend.count_download(job.id)
         sent = 0
         for chunk in video_chunks(scenario.video_bytes, corrupt=scenario.corrupt_download):
-            piece = chunk[: limit - sent]
-            self.wfile.write(piece)
-            sent += len(piece)
             if sent >= limit:
                 break
-        if sent < size:
+            piece = chunk[: limit - sent]
+            if answer.chunked:
+                self.wfile.write(b"%x\r\n" % len(piece))
+            self.wfile.write(piece)
+            if answer.chunked:
+                self.wfile.write(b"\r\n")
+            sent += len(piece)
+        if answer.chunked and not scenario.truncate_download:
+            self.wfile.write(b"0\r\n\r\n")
+        elif sent < size:
             self.close_connection = True
 
 
@@ -256,8 +225,17 @@ class _CdnHandler(_Handler):
     do_HEAD = do_GET
 
 
+#: The profiles, by the name ``VeoEmulator(server=...)`` and ``--server`` take.
+PROFILES: dict[str, type[Responses]] = {"docs": DocsResponses, "new-api": NewApiResponses}
+
+
 class VeoEmulator:
     """Two local listeners, the API and a CDN, answering like CometAPI's Veo route.
+
+    ``server`` picks the profile: ``"docs"`` answers as ``API.md`` documents the API, ``"new-api"``
+    as the gateway behind it really does (``GATEWAY.md``); both share one backend, so scenarios
+    mean the same in either. ``id_style`` defaults to the profile's: ``colon`` ids for the docs,
+    ``task_`` ids for new-api.
 
     Scenarios come from three places: the emulator-wide :attr:`scenario` (the default for new jobs;
     setting it also arms its request faults, which then count every API request), the queue of
@@ -270,20 +248,25 @@ class VeoEmulator:
         api_key: str = "test-key",
         *,
         scenario: Scenario | None = None,
-        id_style: str = "colon",
+        id_style: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         cdn_port: int = 0,
+        server: str = "docs",
     ) -> None:
+        if server not in PROFILES:
+            raise ValueError(f"server must be one of {sorted(PROFILES)}, got {server!r}")
+        id_style = id_style or ("task" if server == "new-api" else "colon")
         if id_style not in ("colon", "task"):
             raise ValueError(f"id_style must be 'colon' or 'task', got {id_style!r}")
         self.api_key = api_key
         self.id_style = id_style
         self.host = host
+        self.server = server
         self._ports = (port, cdn_port)
         self._backend = Backend(scenario or Scenario(), id_style)
-        self._recorder = _Recorder()
-        self._responses: Responses = DocsResponses(self._backend, self)
+        self._recorder = Recorder()
+        self._responses: Responses = PROFILES[server](self._backend, self)
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
 
