@@ -698,7 +698,7 @@ def test_check_reference_image() -> None:
 
 
 def test_check_reference_image_too_big(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api, "MAX_REFERENCE_BYTES", 1024)
+    monkeypatch.setattr(api.models, "MAX_REFERENCE_BYTES", 1024)
     api.check_reference_image(0, "ok.png", PNG.ljust(1024, b"\x00"))
     with pytest.raises(VeoInputError) as info:
         api.check_reference_image(0, "huge.png", PNG.ljust(1025, b"\x00"))

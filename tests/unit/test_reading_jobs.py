@@ -135,7 +135,7 @@ def test_retries_dropped_and_refused_connections(reader: Reader) -> None:
 
 def test_backoff_grows_exponentially(reader: Reader, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(retry_base_delay=1.0, max_retries=4))
-    monkeypatch.setattr(api.random, "uniform", lambda low, high: high)  # the top of each jitter range
+    monkeypatch.setattr(api.retry.random, "uniform", lambda low, high: high)  # the top of each jitter range
     reader.read(["reset"] * 4 + [(200, job_json())])
     assert reader.sleeps == [1.0, 2.0, 4.0, 8.0]
 

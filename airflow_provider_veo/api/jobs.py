@@ -1,0 +1,266 @@
+"""A video job as CometAPI describes it, the polling decisions taken on it, and the trigger's events.
+
+Free of I/O, so the deferrable trigger, the sensor and the synchronous waits share one copy of
+what a status means and when to stop.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from airflow_provider_veo.api.errors import (
+    VeoAPIError,
+    VeoError,
+    VeoGenerationFailedError,
+    VeoJobNotFoundError,
+    VeoTimeoutError,
+    VeoTransientError,
+    optional_str,
+)
+
+#: Polling defaults: a 6-minute job costs at most 25 GETs.
+DEFAULT_POLL_INTERVAL = 15.0
+DEFAULT_TIMEOUT = 60 * 60.0
+
+
+class JobState(str, enum.Enum):
+    """A job's status folded onto what a caller acts on. Spellings vary across CometAPI's models."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED)
+
+
+_STATES: Mapping[str, JobState] = {
+    # ``unknown`` is the gateway's own status of a job it has not polled upstream yet.
+    **dict.fromkeys(("queued", "pending", "submitted", "not_start", "waiting", "unknown"), JobState.PENDING),
+    **dict.fromkeys(("in_progress", "processing", "running", "generating"), JobState.RUNNING),
+    **dict.fromkeys(("completed", "success", "succeeded", "succeed"), JobState.SUCCEEDED),
+    **dict.fromkeys(("failed", "failure", "error", "cancelled", "canceled"), JobState.FAILED),
+}
+
+
+def job_state(status: str) -> JobState:
+    """Fold a status onto a :class:`JobState`, ignoring case. Unknown statuses are not terminal."""
+    return _STATES.get(status.strip().lower(), JobState.UNKNOWN)
+
+
+def _optional_int(value: object) -> int | None:
+    try:
+        return None if value is None or value == "" else int(float(str(value)))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """A job as CometAPI describes it; create and retrieve answer the same shape."""
+
+    video_id: str
+    status: str
+    progress: int | None = None
+    model: str | None = None
+    seconds: str | None = None
+    size: str | None = None
+    video_url: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    created_at: int | None = None
+    completed_at: int | None = None
+
+    @property
+    def state(self) -> JobState:
+        return job_state(self.status)
+
+    @classmethod
+    def from_json(cls, payload: object) -> VideoJob:
+        """Parse a job object, tolerating the variations seen across CometAPI's routes."""
+        if isinstance(payload, dict) and "id" not in payload and isinstance(payload.get("data"), dict):
+            payload = payload["data"]
+        if not isinstance(payload, dict):
+            raise VeoAPIError(f"CometAPI answered with something that is not a job: {str(payload)[:200]}")
+        video_id = payload.get("id") or payload.get("task_id")
+        if not isinstance(video_id, str) or not video_id:
+            raise VeoAPIError(f"CometAPI's answer has no job id: {json.dumps(payload)[:200]}")
+        error = payload.get("error")
+        error_code = error_message = None
+        if isinstance(error, dict):
+            error_code = optional_str(error.get("code")) or optional_str(error.get("type"))
+            error_message = optional_str(error.get("message"))
+        elif error:
+            error_message = str(error)
+        status = optional_str(payload.get("status"))
+        if status is None:
+            # The gateway answers a job whose upstream failed with only its error, and HTTP 200.
+            status = "failed" if error else "unknown"
+        return cls(
+            video_id=video_id,
+            status=status,
+            progress=_optional_int(payload.get("progress")),
+            model=optional_str(payload.get("model")),
+            seconds=optional_str(payload.get("seconds")),
+            size=optional_str(payload.get("size")),
+            video_url=optional_str(payload.get("video_url")),
+            error_code=error_code,
+            error_message=error_message,
+            created_at=_optional_int(payload.get("created_at")),
+            completed_at=_optional_int(payload.get("completed_at")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form, for trigger events and XCom."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VideoJob:
+        return cls(**{name: data.get(name) for name in cls.__dataclass_fields__})  # type: ignore[arg-type]
+
+    def failure(self) -> VeoGenerationFailedError:
+        return VeoGenerationFailedError(self.video_id, self.status, self.error_code, self.error_message)
+
+
+class Logger(Protocol):
+    """What :class:`JobWatch` logs through: a stdlib logger or Airflow's ``self.log``."""
+
+    # Positional-only: Airflow's structlog logger names its first parameter ``event``.
+    def info(self, msg: str, /, *args: object) -> None: ...
+    def warning(self, msg: str, /, *args: object) -> None: ...
+
+
+#: What one poll of a job can end in, as :class:`JobWatch` takes it.
+PollOutcome = VideoJob | VeoTransientError | VeoJobNotFoundError
+
+#: How long after its create a job answered "not found" is taken as "not stored yet": the gateway
+#: answers the create before it stores the task.
+DEFAULT_VISIBILITY_GRACE = 60.0
+
+
+class JobWatch:
+    """The polling decisions the trigger and the synchronous waits share, free of any I/O.
+
+    Each poll's outcome goes in; out comes either the seconds to sleep before the next poll or the
+    final event. Status and progress are logged when they change, an unknown status once.
+    "Not found" counts as "not stored yet" until ``visible_by`` (epoch seconds; ``None``: never).
+    """
+
+    def __init__(
+        self,
+        video_id: str,
+        poll_interval: float,
+        end_time: float,
+        log: Logger,
+        clock: Callable[[], float] = time.time,
+        *,
+        visible_by: float | None = None,
+    ) -> None:
+        self.video_id = video_id
+        self.poll_interval = poll_interval
+        self.end_time = end_time
+        self.visible_by = visible_by
+        self._log = log
+        self._clock = clock
+        self._last: tuple[str, int | None] | None = None
+        self._unknown_statuses: set[str] = set()
+        self._said_not_visible = False
+
+    def after_poll(self, outcome: PollOutcome) -> float | dict[str, Any]:
+        """Seconds to sleep before polling again, or the event payload once there is an answer."""
+        if isinstance(outcome, VeoJobNotFoundError):
+            if self.visible_by is None or self._clock() >= self.visible_by:
+                return error_event(self.video_id, self._not_found(outcome))
+            if not self._said_not_visible:
+                self._said_not_visible = True
+                self._log.info(
+                    "Video %s is not visible yet (CometAPI stores a job just after answering its create); "
+                    "polling on",
+                    self.video_id,
+                )
+        elif isinstance(outcome, VeoTransientError):
+            # The job is paid for and still rendering: an outage is waited out until the deadline.
+            self._log.warning("Video %s: could not read the job (%s); polling on", self.video_id, outcome)
+        else:
+            self._describe(outcome)
+            if outcome.state.is_terminal:
+                return job_event(outcome)
+        seconds_left = self.end_time - self._clock()
+        if seconds_left <= 0:
+            return timeout_event(self.video_id)
+        # Never sooner than the interval; up to 10% later, so a thousand triggers drift out of lock-step.
+        return min(self.poll_interval * random.uniform(1.0, 1.1), seconds_left)
+
+    def _not_found(self, error: VeoJobNotFoundError) -> VeoJobNotFoundError:
+        after = " after the grace window for new jobs" if self.visible_by is not None else ""
+        return VeoJobNotFoundError(
+            f"CometAPI does not know video {self.video_id}{after} ({error}). Check that the connection "
+            "points at the account and base URL that created it; a job the gateway never stored is "
+            "refunded.",
+            status_code=error.status_code,
+            code=error.code,
+            request_id=error.request_id,
+        )
+
+    def _describe(self, job: VideoJob) -> None:
+        current = (job.status, job.progress)
+        if current == self._last:
+            return
+        self._last = current
+        progress = "" if job.progress is None else f", progress {job.progress}%"
+        if job.state is not JobState.UNKNOWN:
+            self._log.info("Video %s: status %r%s", job.video_id, job.status, progress)
+        elif job.status not in self._unknown_statuses:
+            self._unknown_statuses.add(job.status)
+            self._log.warning(
+                "Video %s: status %r%s is not one this provider knows; treating it as still running",
+                job.video_id,
+                job.status,
+                progress,
+            )
+
+
+# Events: what a trigger hands back to the task. Everything the resumed task needs travels in them,
+# since ``dag.test()`` drops the kwargs given to ``defer()``.
+
+
+def job_event(job: VideoJob) -> dict[str, Any]:
+    """The event for a terminal job."""
+    status = "success" if job.state is JobState.SUCCEEDED else "failed"
+    message = "" if status == "success" else str(job.failure())
+    return {"status": status, "video_id": job.video_id, "job": job.to_dict(), "message": message}
+
+
+def timeout_event(video_id: str) -> dict[str, Any]:
+    return {
+        "status": "timeout",
+        "video_id": video_id,
+        "job": None,
+        "message": f"Video {video_id} did not finish before the deadline; the job may still be running.",
+    }
+
+
+def error_event(video_id: str, error: VeoError) -> dict[str, Any]:
+    """The event for a job that cannot be read at all (bad key, unknown id)."""
+    return {"status": "error", "video_id": video_id, "job": None, "message": str(error)}
+
+
+def job_from_event(event: Mapping[str, Any]) -> VideoJob:
+    """The completed job an event carries; any other outcome is raised as the matching error."""
+    status = event.get("status")
+    if status == "success":
+        return VideoJob.from_dict(event["job"])
+    if status == "failed":
+        raise VideoJob.from_dict(event["job"]).failure()
+    if status == "timeout":
+        raise VeoTimeoutError(event.get("message") or "timed out")
+    raise VeoAPIError(event.get("message") or f"unexpected event {dict(event)!r}")
