@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from airflow_provider_veo import api
+from airflow_provider_veo.mp4 import Mp4Error, Mp4Info, Mp4Walker
 from airflow_provider_veo.testing import SAMPLE_MP4, Scenario, VeoEmulator
 from airflow_provider_veo.testing.emulator import MODELS, parse_marker
 from airflow_provider_veo.testing.emulator.models import MAX_REFERENCE_BYTES, UNKNOWN_MODEL_MAX_REFERENCES
@@ -34,6 +35,13 @@ PNG = (ROOT / "example_dags" / "frames" / "first_frame.png").read_bytes()
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(200)
 WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(64)
 SAMPLE_SHA256 = hashlib.sha256(SAMPLE_MP4.read_bytes()).hexdigest()
+
+
+def inspect_bytes(body: bytes) -> Mp4Info:
+    """What the provider's download verifier makes of a body served by the emulator."""
+    walker = Mp4Walker()
+    walker.feed(body)
+    return walker.finish()
 
 
 @pytest.fixture
@@ -142,7 +150,7 @@ def test_create_then_poll_to_completed_with_rising_progress(emu: VeoEmulator) ->
     assert video.headers["Content-Type"] == "video/mp4"
     assert int(video.headers["Content-Length"]) == len(video.content) == emu.expected_bytes(job["id"])
     assert hashlib.sha256(video.content).hexdigest() == SAMPLE_SHA256 == emu.expected_sha256(job["id"])
-    assert api.looks_like_mp4(video.content[:16])
+    assert inspect_bytes(video.content).boxes[:2] == ("ftyp", "moov")
     assert emu.jobs[job["id"]].polls == 4 and emu.jobs[job["id"]].downloads == 1
 
 
@@ -375,7 +383,8 @@ def test_a_corrupt_download_is_not_an_mp4(emu: VeoEmulator) -> None:
     video_id = created_id(emu)
     body = requests.get(get(emu, video_id).json()["video_url"], timeout=10).content
     assert len(body) == emu.expected_bytes(video_id)
-    assert not api.looks_like_mp4(body[:16])
+    with pytest.raises(Mp4Error, match="does not start with an 'ftyp' box"):
+        inspect_bytes(body)
     assert hashlib.sha256(body).hexdigest() != emu.expected_sha256(video_id)
 
 

@@ -78,8 +78,3 @@ def video_filename(video_id: str) -> str:
         stem = f"{stem[:_MAX_FILENAME_STEM]}-{digest}"
     return f"{stem}.mp4"
 
-
-# The provider verifies downloads with mp4.Mp4Walker; this remains only for tests/test_emulator.py.
-def looks_like_mp4(head: bytes) -> bool:
-    """True when the bytes start with an ISO base media ``ftyp`` box, as every MP4 does."""
-    return len(head) >= 8 and head[4:8] == b"ftyp"

@@ -33,3 +33,10 @@ def emulator(metadata_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Veo
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("VEO_POLL_INTERVAL", "0.2")
         yield emu
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Hand the fault suites' rows to ``scripts/write_reliability_doc.py`` when it asked for them."""
+    from . import reliability
+
+    reliability.save_if_asked()

@@ -712,12 +712,6 @@ def test_real_limit_is_20_mib() -> None:
         api.check_reference_image(0, "huge.png", too_big)
 
 
-def test_looks_like_mp4() -> None:
-    assert api.looks_like_mp4(b"\x00\x00\x00\x18ftypmp42")
-    assert not api.looks_like_mp4(b"<html>ft")
-    assert not api.looks_like_mp4(b"\x00\x00")
-
-
 def test_api_module_imports_no_airflow() -> None:
     import subprocess
     import sys
