@@ -54,7 +54,7 @@ def default_deferrable() -> bool:
         from airflow.sdk.configuration import conf
     except ImportError:  # Airflow 3.1
         from airflow.configuration import conf
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
 @contextmanager

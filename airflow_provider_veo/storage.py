@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TypeGuard
 
 from airflow_provider_veo.api import VeoInputError, video_filename
 
@@ -66,7 +66,7 @@ def write_error(target: Path | ObjectStoragePath, exc: OSError) -> VeoInputError
     return VeoInputError("destination", f"cannot write the video to {where}: {exc}; nothing was left there")
 
 
-def _is_local(target: Path | ObjectStoragePath) -> bool:
+def _is_local(target: Path | ObjectStoragePath) -> TypeGuard[Path]:
     """A plain local path. On Airflow 3.1 (universal_pathlib 0.2) ObjectStoragePath subclasses Path too."""
     return isinstance(target, Path) and not getattr(target, "protocol", "")
 
@@ -85,7 +85,7 @@ class StagedFile:
         return str(self.target.resolve()) if _is_local(self.target) else str(self.target)
 
     def __enter__(self) -> IO[bytes]:
-        folder = None
+        folder: Path | None = None
         if _is_local(self.target):
             folder = self.target.parent
             try:

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Run the whole test suite (unit, end-to-end against the emulator, and the others) and ruff.
+# Run ruff, mypy --strict on the package, and the whole test suite (unit, end-to-end against the
+# emulator, the deployments); arguments go to pytest.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/bootstrap.sh"
 cd "$root"
 "$VEO_PYTHON" -m ruff check .
 "$VEO_PYTHON" -m ruff format --check .
+"$VEO_PYTHON" -m mypy
 exec "$VEO_PYTHON" -m pytest "$@"

@@ -39,6 +39,7 @@ from airflow_provider_veo.api.jobs import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
     DEFAULT_VISIBILITY_GRACE,
+    JobEvent,
     JobState,
     JobWatch,
     Logger,
@@ -65,6 +66,7 @@ from airflow_provider_veo.api.models import (
     orientation,
     sniff_image_type,
 )
+from airflow_provider_veo.api.results import StoredVideo
 from airflow_provider_veo.api.retry import RetryPolicy, Send, Sleep, request_flow
 from airflow_provider_veo.api.urls import (
     DEFAULT_BASE_URL,
@@ -98,6 +100,7 @@ __all__ = [
     "VIDEOS_PATH",
     "VIDEO_SIZES",
     "ErrorBody",
+    "JobEvent",
     "JobState",
     "JobWatch",
     "Logger",
@@ -106,6 +109,7 @@ __all__ = [
     "RetryPolicy",
     "Send",
     "Sleep",
+    "StoredVideo",
     "VeoAPIError",
     "VeoAuthenticationError",
     "VeoBadRequestError",

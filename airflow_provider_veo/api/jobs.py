@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypedDict
 
 from airflow_provider_veo.api.errors import (
     VeoAPIError,
@@ -175,7 +175,7 @@ class JobWatch:
         self._unknown_statuses: set[str] = set()
         self._said_not_visible = False
 
-    def after_poll(self, outcome: PollOutcome) -> float | dict[str, Any]:
+    def after_poll(self, outcome: PollOutcome) -> float | JobEvent:
         """Seconds to sleep before polling again, or the event payload once there is an answer."""
         if isinstance(outcome, VeoJobNotFoundError):
             if self.visible_by is None or self._clock() >= self.visible_by:
@@ -233,14 +233,24 @@ class JobWatch:
 # since ``dag.test()`` drops the kwargs given to ``defer()``.
 
 
-def job_event(job: VideoJob) -> dict[str, Any]:
+class JobEvent(TypedDict):
+    """What a wait ends in: the trigger's event payload, and the worker-side waits' result alike."""
+
+    status: Literal["success", "failed", "timeout", "error"]
+    video_id: str
+    #: The terminal job (:meth:`VideoJob.to_dict`) for ``success`` and ``failed``.
+    job: dict[str, Any] | None
+    message: str
+
+
+def job_event(job: VideoJob) -> JobEvent:
     """The event for a terminal job."""
-    status = "success" if job.state is JobState.SUCCEEDED else "failed"
-    message = "" if status == "success" else str(job.failure())
-    return {"status": status, "video_id": job.video_id, "job": job.to_dict(), "message": message}
+    if job.state is JobState.SUCCEEDED:
+        return {"status": "success", "video_id": job.video_id, "job": job.to_dict(), "message": ""}
+    return {"status": "failed", "video_id": job.video_id, "job": job.to_dict(), "message": str(job.failure())}
 
 
-def timeout_event(video_id: str) -> dict[str, Any]:
+def timeout_event(video_id: str) -> JobEvent:
     return {
         "status": "timeout",
         "video_id": video_id,
@@ -249,7 +259,7 @@ def timeout_event(video_id: str) -> dict[str, Any]:
     }
 
 
-def error_event(video_id: str, error: VeoError) -> dict[str, Any]:
+def error_event(video_id: str, error: VeoError) -> JobEvent:
     """The event for a job that cannot be read at all (bad key, unknown id)."""
     return {"status": "error", "video_id": video_id, "job": None, "message": str(error)}
 

@@ -77,4 +77,3 @@ def video_filename(video_id: str) -> str:
         digest = hashlib.sha256(video_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
         stem = f"{stem[:_MAX_FILENAME_STEM]}-{digest}"
     return f"{stem}.mp4"
-

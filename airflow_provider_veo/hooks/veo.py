@@ -28,6 +28,7 @@ from airflow_provider_veo.api import (
     DOWNLOAD_CHUNK_BYTES,
     JobState,
     RetryPolicy,
+    StoredVideo,
     VeoDownloadError,
     VeoError,
     VeoInputError,
@@ -36,7 +37,7 @@ from airflow_provider_veo.api import (
     VideoJob,
     VideoRequest,
 )
-from airflow_provider_veo.mp4 import Mp4Error, Mp4Walker
+from airflow_provider_veo.mp4 import Mp4Error, Mp4Info, Mp4Walker
 from airflow_provider_veo.storage import StagedFile, resolve_destination, write_error
 
 if TYPE_CHECKING:
@@ -156,6 +157,17 @@ def _error_from(response: requests.Response | httpx.Response) -> VeoError:
         response.headers.get("Retry-After"),
         request_id=response.headers.get(REQUEST_ID_HEADER),
     )
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What one verified download put at the destination."""
+
+    uri: str
+    size: int
+    sha256: str
+    content_type: str
+    mp4: Mp4Info
 
 
 @functools.cache
@@ -313,12 +325,14 @@ class VeoHook(BaseHook):
                             "input_reference",
                             f"item {position} ({location}) could not be fetched: HTTP {response.status_code}",
                         )
-                    return response.raw.read(limit, decode_content=True)
+                    content: bytes = response.raw.read(limit, decode_content=True)
+                    return content
             if kind == "uri":
                 from airflow.sdk import ObjectStoragePath
 
-                with ObjectStoragePath(location).open("rb") as source:
-                    return source.read(limit)
+                with ObjectStoragePath(location).open("rb") as source:  # type: ignore[no-untyped-call]
+                    content = source.read(limit)
+                    return content
             with Path(location).expanduser().open("rb") as source:
                 return source.read(limit)
         except (OSError, requests.RequestException) as exc:
@@ -353,7 +367,7 @@ class VeoHook(BaseHook):
         *,
         job: VideoJob | None = None,
         request: VideoRequest | None = None,
-    ) -> dict[str, Any]:
+    ) -> StoredVideo:
         """Stream a completed job's MP4 to ``destination`` and describe what was written.
 
         The file appears at the destination only once its size matches ``Content-Length`` and its
@@ -378,31 +392,41 @@ class VeoHook(BaseHook):
                     failed_urls.add(url)
                 job = self.get_video(video_id)
                 continue
-            written.update(video_id=video_id, model=job.model, seconds=job.seconds, size=job.size)
+            stored = StoredVideo(
+                video_id=video_id,
+                uri=written.uri,
+                bytes=written.size,
+                sha256=written.sha256,
+                content_type=written.content_type,
+                model=job.model,
+                seconds=job.seconds,
+                size=job.size,
+                duration_seconds=written.mp4.duration_seconds,
+                width=written.mp4.width,
+                height=written.mp4.height,
+            )
             self.log.info(
                 "Wrote %s (%d bytes, sha256 %s, %s s, %sx%s)",
-                written["uri"],
-                written["bytes"],
-                written["sha256"],
-                written["duration_seconds"],
-                written["width"],
-                written["height"],
+                stored["uri"],
+                stored["bytes"],
+                stored["sha256"],
+                stored["duration_seconds"],
+                stored["width"],
+                stored["height"],
             )
-            self._check_rendered(video_id, written, request, job)
-            return written
+            self._check_rendered(stored, request, job)
+            return stored
         raise AssertionError("unreachable")
 
-    def _check_rendered(
-        self, video_id: str, written: dict[str, Any], request: VideoRequest | None, job: VideoJob
-    ) -> None:
+    def _check_rendered(self, stored: StoredVideo, request: VideoRequest | None, job: VideoJob) -> None:
         """Warn when the MP4 differs from what was asked: channels may render another length or size."""
         seconds = request.seconds if request else job.seconds
         size = request.size if request else job.size
-        duration = written["duration_seconds"]
+        video_id, duration = stored["video_id"], stored["duration_seconds"]
         if seconds and duration is not None and abs(float(seconds) - duration) > 0.5:
             self.log.warning("Video %s lasts %.2f s, but %s s were asked for", video_id, duration, seconds)
-        if size in api.VIDEO_SIZES and written["width"] and written["height"]:
-            rendered = f"{written['width']}x{written['height']}"
+        if size in api.VIDEO_SIZES and stored["width"] and stored["height"]:
+            rendered = f"{stored['width']}x{stored['height']}"
             if rendered != size:
                 self.log.warning("Video %s is %s, but %s was asked for", video_id, rendered, size)
 
@@ -433,7 +457,7 @@ class VeoHook(BaseHook):
                 ) from exc
             raise VeoDownloadError(str(exc)) from exc
 
-    def _stream_to(self, target: Any, video_id: str, video_url: str | None) -> dict[str, Any]:
+    def _stream_to(self, target: Any, video_id: str, video_url: str | None) -> _Written:
         """Stream the video into ``target`` and publish it only once it is verified whole."""
         response = self._open_video(video_id, video_url)
         staged = StagedFile(target)
@@ -460,15 +484,13 @@ class VeoHook(BaseHook):
             except Mp4Error as exc:
                 raise VeoDownloadError(f"the download is not a whole MP4 ({size} bytes): {exc}") from exc
             staged.publish()
-        return {
-            "uri": staged.uri,
-            "bytes": size,
-            "sha256": digest.hexdigest(),
-            "content_type": response.headers.get("Content-Type", "video/mp4").split(";")[0],
-            "duration_seconds": info.duration_seconds,
-            "width": info.width,
-            "height": info.height,
-        }
+        return _Written(
+            uri=staged.uri,
+            size=size,
+            sha256=digest.hexdigest(),
+            content_type=response.headers.get("Content-Type", "video/mp4").split(";")[0],
+            mp4=info,
+        )
 
     # ---------------------------------------------------------------------------------------
     # Async API (for the trigger)

@@ -12,8 +12,10 @@ from airflow_provider_veo import api
 from airflow_provider_veo.api import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
+    JobEvent,
     JobState,
     JobWatch,
+    StoredVideo,
     VideoJob,
     VideoRequest,
 )
@@ -169,7 +171,7 @@ class VeoDownloadVideoOperator(VeoHookMixin, BaseOperator):
         self.destination = destination
         self.veo_conn_id = veo_conn_id
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> StoredVideo:
         with task_outcomes():
             return self.hook.download_video(str(self.video_id), self.destination)
 
@@ -204,7 +206,7 @@ class VeoGenerateVideoOperator(_SubmittingOperator):
         self.timeout = timeout
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> StoredVideo:
         from airflow_provider_veo.storage import check_destination
 
         with task_outcomes():
@@ -221,7 +223,7 @@ class VeoGenerateVideoOperator(_SubmittingOperator):
                 )
             return self._download(api.job_from_event(self._wait(job, visible_by)))
 
-    def _wait(self, job: VideoJob, visible_by: float) -> dict[str, Any]:
+    def _wait(self, job: VideoJob, visible_by: float) -> JobEvent:
         """Poll in the worker (``deferrable=False``) with the trigger's own decisions."""
         watch = JobWatch(
             job.video_id, self.poll_interval, time.time() + self.timeout, self.log, visible_by=visible_by
@@ -232,10 +234,10 @@ class VeoGenerateVideoOperator(_SubmittingOperator):
             outcome = poll_once(self.hook, job.video_id)
         return step
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> StoredVideo:
         """Resume after the trigger fired: download a completed video, fail otherwise."""
         with task_outcomes():
             return self._download(api.job_from_event(event))
 
-    def _download(self, job: VideoJob) -> dict[str, Any]:
+    def _download(self, job: VideoJob) -> StoredVideo:
         return self.hook.download_video(job.video_id, self.destination, job=job, request=self.build_request())

@@ -37,7 +37,7 @@ class VeoTaskTrigger(BaseTrigger):
         end_time: float | None = None,
         visible_by: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is not typed
         self.video_id = video_id
         self.veo_conn_id = veo_conn_id
         self.poll_interval = float(poll_interval)
@@ -67,11 +67,11 @@ class VeoTaskTrigger(BaseTrigger):
                 while True:
                     step = watch.after_poll(await apoll_once(client, self.video_id))
                     if isinstance(step, dict):
-                        yield TriggerEvent(step)
+                        yield TriggerEvent(step)  # type: ignore[no-untyped-call]
                         return
                     await asyncio.sleep(step)
         except VeoError as exc:
-            yield TriggerEvent(api.error_event(self.video_id, exc))
+            yield TriggerEvent(api.error_event(self.video_id, exc))  # type: ignore[no-untyped-call]
 
     async def on_kill(self) -> None:
         """There is no cancel endpoint: say which job keeps running (and billing) so it can be reconciled."""

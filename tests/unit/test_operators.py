@@ -18,13 +18,13 @@ from airflow_provider_veo.api import (
     VideoJob,
 )
 from airflow_provider_veo.hooks.veo import VeoHook
+from airflow_provider_veo.operator_support import AirflowFailException
 from airflow_provider_veo.operators import veo as operators_module
 from airflow_provider_veo.operators.veo import (
     VeoCreateVideoOperator,
     VeoDownloadVideoOperator,
     VeoGenerateVideoOperator,
 )
-from airflow_provider_veo.operator_support import AirflowFailException
 from airflow_provider_veo.triggers.veo import VeoTaskTrigger
 from airflow_provider_veo.waiting import DEFERRAL_GRACE
 
