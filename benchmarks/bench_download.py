@@ -3,7 +3,8 @@
 The job and its ``video_url`` come from the caller (``run.py`` fetches the same URL with curl); the
 connection comes from ``AIRFLOW_CONN_VEO_DEFAULT``. Peak memory growth is the peak RSS during the
 download (``VmHWM``, i.e. ``ru_maxrss``, reset just before through ``/proc/self/clear_refs``) minus
-the RSS just before it, once the hook has read its connection and built its session.
+the RSS just before it, once the hook has read its connection and built its session (by reading the
+job once through the public ``get_video``).
 Prints one ``RESULT {json}`` line.
 """
 
@@ -15,17 +16,10 @@ import os
 import resource
 import time
 
-from benchlib import emit
+from benchlib import emit, rss_bytes
 
 from airflow_provider_veo.api import VideoJob
 from airflow_provider_veo.hooks.veo import VeoHook
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def rss_kib() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE // 1024
 
 
 def max_rss_kib() -> int:
@@ -55,15 +49,16 @@ def main() -> None:
     parser.add_argument("--chunk-bytes", type=int, help="try another DOWNLOAD_CHUNK_BYTES (tuning only)")
     args = parser.parse_args()
     if args.chunk_bytes:
+        # No public knob for the chunk size: the hook reads this public constant from its own module
+        # at every download, so the sweep sets it there.
         import airflow_provider_veo.hooks.veo as hook_module
 
         hook_module.DOWNLOAD_CHUNK_BYTES = args.chunk_bytes
     job = VideoJob.from_dict(json.loads(args.job))
     hook = VeoHook()
-    # Read the connection and build the session before measuring.
-    assert hook._settings is not None and hook._session is not None
+    hook.get_video(job.video_id)  # Reads the connection and builds the session, before measuring.
     peak_reset = reset_peak()
-    rss_before = rss_kib()
+    rss_before = rss_bytes() // 1024
     peak_before = max_rss_kib()
     cpu_before = time.process_time()
     started = time.perf_counter()

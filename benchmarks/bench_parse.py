@@ -16,7 +16,7 @@ import subprocess
 import time
 from typing import Any
 
-from benchlib import PYTHON, emit, python_env
+from benchlib import PYTHON, cpu_seconds, emit, python_env
 
 BASE = "import airflow.sdk"
 PROVIDER = BASE + "; import airflow_provider_veo.operators.veo, airflow_provider_veo.sensors.veo"
@@ -24,12 +24,11 @@ PROVIDER = BASE + "; import airflow_provider_veo.operators.veo, airflow_provider
 
 def timed(code: str, env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system) of one fresh interpreter running ``code``."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = cpu_seconds(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([PYTHON, "-c", code], env=env, check=True, capture_output=True)
     wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
 
 
 def importtime(code: str, env: dict[str, str]) -> dict[str, tuple[int, int]]:

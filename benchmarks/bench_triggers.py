@@ -6,13 +6,7 @@ each, a ``greenback`` portal per trigger when installed), each trigger's ``run()
 generator in its own task. A monitor coroutine sleeps 10 ms in a loop and records how late it wakes:
 that lateness is the stall every other coroutine sees. It prints its results on one ``RESULT`` line.
 
-Variants: ``provider`` is :class:`~airflow_provider_veo.triggers.veo.VeoTaskTrigger` as shipped;
-``own-client`` is the same trigger with one httpx client per trigger, as the provider had before;
-``sync`` and ``thread`` are minimal triggers written for this comparison only, polling with a
-``requests`` session in the coroutine (``sync``) or through ``asyncio.to_thread`` (``thread``), the two
-patterns other providers use. All of them share :class:`~airflow_provider_veo.api.JobWatch`, so they
-poll at the same cadence and yield the same events; ``idle`` keeps that cadence without any request,
-to price the harness itself.
+The variants, one per process, are in :mod:`trigger_variants`.
 """
 
 from __future__ import annotations
@@ -21,23 +15,22 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import os
 import random
-import resource
 import time
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-from benchlib import emit, percentile
+from airflow.triggers.base import BaseTrigger
+from benchlib import cpu_seconds, emit, percentile, rss_bytes
+from trigger_variants import VARIANTS, connection, make_trigger
 
 from airflow_provider_veo import api
-from airflow_provider_veo.api import JobWatch, VeoError, VeoTransientError, VideoJob
-from airflow_provider_veo.hooks.veo import VeoAsyncClient
-from airflow_provider_veo.triggers.veo import VeoTaskTrigger
+
+# Loaded up front, as in a triggerer that has run a Veo trigger before, so that its one-off import is
+# not counted as CPU and memory of the triggers measured.
+from airflow_provider_veo.hooks.veo import MAX_REQUESTS_IN_FLIGHT
 
 with contextlib.suppress(ImportError):
     # What the triggerer process has loaded: its heap is what a full garbage collection walks.
@@ -48,13 +41,7 @@ try:
 except ImportError:  # Older Airflow releases do not install it; the triggerer then skips the portal.
     greenback = None
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
 MONITOR_TICK = 0.010
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE
 
 
 class _RunQueueClock:
@@ -76,137 +63,9 @@ class _RunQueueClock:
             os.close(self._fd)
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-# ------------------------------------------------------------------------------------------------
-# The two comparison triggers (benchmark only)
-# ------------------------------------------------------------------------------------------------
-
-
-class _RequestsTrigger(BaseTrigger):
-    """Poll with a ``requests`` session, as a trigger built on a synchronous hook does."""
-
-    def __init__(self, video_id: str, base_url: str, api_key: str, poll_interval: float, end_time: float):
-        super().__init__()
-        self.video_id = video_id
-        self.base_url = base_url
-        self.api_key = api_key
-        self.poll_interval = poll_interval
-        self.end_time = end_time
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}", dict(vars(self)))
-
-    async def fetch(self, session: requests.Session, url: str) -> requests.Response:
-        raise NotImplementedError
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        watch = JobWatch(self.video_id, self.poll_interval, self.end_time, self.log)
-        url = self.base_url + api.video_path(self.video_id)
-        with requests.Session() as session:
-            session.headers["Authorization"] = f"Bearer {self.api_key}"
-            while True:
-                response = await self.fetch(session, url)
-                response.raise_for_status()
-                step = watch.after_poll(VideoJob.from_json(response.json()))
-                if isinstance(step, dict):
-                    yield TriggerEvent(step)
-                    return
-                await asyncio.sleep(step)
-
-
-class SyncRequestsTrigger(_RequestsTrigger):
-    """(a) a blocking ``requests`` call inside the coroutine."""
-
-    async def fetch(self, session: requests.Session, url: str) -> requests.Response:
-        return session.get(url, timeout=60)
-
-
-class ThreadRequestsTrigger(_RequestsTrigger):
-    """(b) the same call pushed to the default executor with ``asyncio.to_thread``."""
-
-    async def fetch(self, session: requests.Session, url: str) -> requests.Response:
-        return await asyncio.to_thread(session.get, url, timeout=60)
-
-
-class _RebuildingClient(VeoAsyncClient):
-    """Builds its request at every poll, as ``client.get(path)`` did before the request was kept."""
-
-    async def get_video(self, video_id: str) -> VideoJob:
-        self._requests.clear()
-        return await super().get_video(video_id)
-
-
-class OwnClientTrigger(VeoTaskTrigger):
-    """VeoTaskTrigger as it was before this issue's change: its own client, its request built per poll.
-
-    Each trigger opens its own ``httpx.AsyncClient`` (one connection pool per trigger; an idle
-    connection expires after 5 s, so every poll at a 10 s interval opens a new connection). Kept here,
-    and only here, to measure what the change did.
-    """
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        import httpx
-
-        from airflow_provider_veo.hooks import veo as hook_module
-
-        hook = hook_module.VeoHook(veo_conn_id=self.veo_conn_id)
-        watch = JobWatch(self.video_id, self.poll_interval, self.end_time, self.log)
-        try:
-            settings = await hook._asettings()
-            context = await asyncio.to_thread(hook_module._ssl_context)
-            async with httpx.AsyncClient(
-                base_url=settings.base_url,
-                headers=settings.auth_headers,
-                timeout=httpx.Timeout(settings.timeout, connect=hook_module._CONNECT_TIMEOUT),
-                verify=context,
-            ) as http:
-                client = _RebuildingClient(http, settings, hook.log.warning)
-                while True:
-                    outcome: VideoJob | VeoTransientError
-                    try:
-                        outcome = await client.get_video(self.video_id)
-                    except VeoTransientError as exc:
-                        outcome = exc
-                    step = watch.after_poll(outcome)
-                    if isinstance(step, dict):
-                        yield TriggerEvent(step)
-                        return
-                    await asyncio.sleep(step)
-        except VeoError as exc:
-            yield TriggerEvent(api.error_event(self.video_id, exc))
-
-
-class IdleTrigger(BaseTrigger):
-    """Calibration: the same cadence and events with no HTTP at all, to price the harness itself."""
-
-    def __init__(self, video_id: str, poll_interval: float, done_at: float) -> None:
-        super().__init__()
-        self.video_id = video_id
-        self.poll_interval = poll_interval
-        self.done_at = done_at
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}", dict(vars(self)))
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        while time.time() < self.done_at:
-            await asyncio.sleep(self.poll_interval * random.uniform(1.0, 1.1))
-        job = VideoJob(video_id=self.video_id, status="completed", progress=100)
-        yield TriggerEvent(api.job_event(job))
-
-
 # ------------------------------------------------------------------------------------------------
 # Setup
 # ------------------------------------------------------------------------------------------------
-
-
-def connection() -> tuple[str, str]:
-    conn = json.loads(os.environ["AIRFLOW_CONN_VEO_DEFAULT"])
-    return conn["host"], conn["password"]
 
 
 def create_jobs(base_url: str, api_key: str, waits: list[float]) -> list[str]:
@@ -227,26 +86,17 @@ def create_jobs(base_url: str, api_key: str, waits: list[float]) -> list[str]:
     return ids
 
 
-def make_trigger(
-    variant: str, video_id: str, poll_interval: float, end_time: float, done_at: float
-) -> BaseTrigger:
-    if variant == "idle":
-        return IdleTrigger(video_id, poll_interval, done_at)
-    if variant == "provider":
-        return VeoTaskTrigger(video_id=video_id, poll_interval=poll_interval, end_time=end_time)
-    if variant == "own-client":
-        return OwnClientTrigger(video_id=video_id, poll_interval=poll_interval, end_time=end_time)
-    base_url, api_key = connection()
-    cls = SyncRequestsTrigger if variant == "sync" else ThreadRequestsTrigger
-    return cls(video_id, base_url, api_key, poll_interval, end_time)
-
-
 # ------------------------------------------------------------------------------------------------
 # The run
 # ------------------------------------------------------------------------------------------------
 
 
 class Bench:
+    """One measured run of one variant: the triggers, the monitor and GC callback timing them, the results.
+
+    Everything a run records stays in memory until it ends, so the measuring adds no I/O to the loop.
+    """
+
     def __init__(
         self, args: argparse.Namespace, video_ids: list[str], arrivals: list[float], done_at: list[float]
     ) -> None:
@@ -258,7 +108,6 @@ class Bench:
         self.errors: list[str] = []
         self.stalls: list[tuple[float, float, float]] = []
         self.rss_peak = 0
-        self.started: list[float] = []
         self.t0 = 0.0
 
     async def monitor(self, stop: asyncio.Event) -> None:
@@ -286,7 +135,6 @@ class Bench:
         """As ``TriggerRunner.run_trigger``: a greenback portal, then every event of ``run()``."""
         if greenback is not None and os.environ.get("AIRFLOW_DISABLE_GREENBACK_PORTAL", "").lower() != "true":
             await greenback.ensure_portal()
-        self.started.append(time.perf_counter() - self.t0)
         received = self.events.setdefault(video_id, [])
         try:
             async for event in trigger.run():
@@ -309,6 +157,7 @@ class Bench:
             tasks.append(asyncio.create_task(self.run_trigger(trigger, self.video_ids[index])))
 
     async def main(self) -> None:
+        """Start the triggers as they arrive, wait for all of them (or the timeout), stop the monitor."""
         stop = asyncio.Event()
         monitor = asyncio.create_task(self.monitor(stop))
         tasks: list[asyncio.Task[None]] = []
@@ -329,6 +178,7 @@ class Bench:
         await monitor
 
     def _gc_callback(self, phase: str, info: dict[str, int]) -> None:
+        """Record each collection's generation, pause and start, to tell GC stalls from the triggers'."""
         if phase == "start":
             self._gc_started = time.perf_counter()
         else:
@@ -336,6 +186,7 @@ class Bench:
             self.gc_pauses.append((info["generation"], now - self._gc_started, self._gc_started - self.t0))
 
     def run(self) -> dict[str, Any]:
+        """The measured part: baseline RSS, CPU and one full GC first, then the event loop to the end."""
         self.gc_pauses: list[tuple[int, float, float]] = []
         # What one full collection of this process's heap (Airflow and all) costs, before any trigger.
         cpu_before = time.thread_time()
@@ -363,6 +214,7 @@ class Bench:
         )
 
     def results(self, wall: float, cpu: float, rss0: int) -> dict[str, Any]:
+        """Events checked one by one, stall statistics (wall and own), CPU, memory and GC, as one dict."""
         correct = wrong = 0
         last_event = 0.0
         for video_id in self.video_ids:
@@ -413,7 +265,7 @@ class Bench:
                 max((d for g, d, _ in self.gc_pauses if g == gen), default=0.0) * ms for gen in range(3)
             ],
             "full_gc_before_ms": self.full_gc_ms,
-            "max_in_flight": _max_in_flight(),
+            "max_in_flight": MAX_REQUESTS_IN_FLIGHT,
             "stall_own_max_outside_gen2_ms": max(
                 (own for t, wall, own in self.stalls if not self._overlaps_gen2(t, wall)), default=0.0
             )
@@ -426,17 +278,9 @@ class Bench:
         }
 
 
-def _max_in_flight() -> int:
-    from airflow_provider_veo.hooks.veo import MAX_REQUESTS_IN_FLIGHT
-
-    return MAX_REQUESTS_IN_FLIGHT
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--variant", choices=("provider", "own-client", "sync", "thread", "idle"), default="provider"
-    )
+    parser.add_argument("--variant", choices=tuple(VARIANTS), default="provider")
     parser.add_argument("--arrival", choices=("burst", "ramp"), default="burst")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--poll-interval", type=float, default=10.0)

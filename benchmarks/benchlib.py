@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -18,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PYTHON = sys.executable
 RESULT = "RESULT "
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @contextlib.contextmanager
@@ -124,7 +126,7 @@ class MachineLoad:
     def __enter__(self) -> MachineLoad:
         self._busy, self._total = _machine_jiffies()
         self._own = sum(_process_jiffies(pid) for pid in self.own_pids)
-        self._children = _children_cpu()
+        self._children = cpu_seconds(resource.RUSAGE_CHILDREN)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -133,7 +135,7 @@ class MachineLoad:
         cores = os.cpu_count() or 1
         elapsed_jiffies = (total - self._total) / cores
         tick = os.sysconf("SC_CLK_TCK")
-        children = (_children_cpu() - self._children) * tick
+        children = (cpu_seconds(resource.RUSAGE_CHILDREN) - self._children) * tick
         self.other_cores = (
             max(0.0, (busy - self._busy - own - children) / elapsed_jiffies) if elapsed_jiffies else 0
         )
@@ -156,11 +158,19 @@ def _process_jiffies(pid: int) -> int:
         return 0
 
 
-def _children_cpu() -> float:
-    import resource
+def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    """CPU time (user + system) of this process, or with ``RUSAGE_CHILDREN`` of its waited-for children.
 
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    Unlike wall time, other processes on a busy machine do not inflate it.
+    """
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (``/proc/self/statm``), cheap enough to sample often."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -173,6 +183,7 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def median(values: Sequence[float]) -> float:
+    """The median, or NaN (shown as ``n/a``) for no values: a section may have nothing to report."""
     return statistics.median(values) if values else float("nan")
 
 
@@ -185,7 +196,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def fmt(value: float, digits: int = 1) -> str:
+def fmt(value: float | None, digits: int = 1) -> str:
+    """A number for a table; ``n/a`` for a missing one, so one absent measurement never breaks a table."""
     return (
         "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
     )

@@ -33,7 +33,12 @@ def test_quick_benchmark_runs_and_prints_its_tables() -> None:
     ):
         assert heading in out, f"{heading!r} missing from:\n{out}"
     # A row per trigger variant, every one with all its events (correctness, not speed).
-    for variant in ("VeoTaskTrigger (httpx)", "(a) sync requests in the coroutine", "(b) asyncio.to_thread"):
+    for variant in (
+        "VeoTaskTrigger (httpx)",
+        "(a) sync requests in the coroutine",
+        "(b) asyncio.to_thread",
+        "(c) one httpx.AsyncClient per trigger",
+    ):
         rows = [line for line in out.splitlines() if line.startswith("|") and variant in line]
         assert rows, f"no row for {variant!r}"
         correct, total = re.search(r"\| (\d+)/(\d+) +\|", rows[0]).groups()  # type: ignore[union-attr]
