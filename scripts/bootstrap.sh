@@ -6,7 +6,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${VEO_VENV:-$root/.venv}
-airflow_version=${AIRFLOW_VERSION:-3.3.2}
+VEO_NEWEST_AIRFLOW=3.3.2
+airflow_version=${AIRFLOW_VERSION:-$VEO_NEWEST_AIRFLOW}
 python=${PYTHON:-python3}
 
 if [ ! -x "$venv/bin/python" ]; then

@@ -238,6 +238,27 @@ def test_create_reference_from_url_without_credentials(
     ]
 
 
+def test_a_reference_url_is_read_no_further_than_the_size_cap(hook: VeoHook, requests_mock: Any) -> None:
+    # A server sending more than the cap is cut off after cap + 1 bytes, then refused before any POST.
+    image_url = "https://images.test/huge.png"
+    body = PNG + bytes(3 * api.MAX_REFERENCE_BYTES)
+    requests_mock.get(image_url, content=body)
+    read: list[int] = []
+    real_read = hook_module.VeoHook._read_reference
+
+    def spy(self: VeoHook, position: int, location: str) -> bytes:
+        content = real_read(self, position, location)
+        read.append(len(content))
+        return content
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hook_module.VeoHook, "_read_reference", spy)
+        with pytest.raises(VeoInputError, match="the limit is 20 MiB"):
+            hook.create_video("a cat", input_reference=image_url)
+    assert read == [api.MAX_REFERENCE_BYTES + 1]
+    assert not _posts(requests_mock)
+
+
 def test_create_missing_reference_fails_before_post(
     hook: VeoHook, requests_mock: Any, tmp_path: Path
 ) -> None:

@@ -194,3 +194,30 @@ def test_the_key_is_masked_through_airflows_masker(reader: Reader, monkeypatch: 
     monkeypatch.setattr(hook_module, "_amask", amask)
     reader.read([(200, job_json())])
     assert masked == [API_KEY]
+
+
+def test_requests_in_flight_never_exceed_the_shared_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many triggers of one triggerer share one client, and never have more than the cap in flight."""
+    in_flight = peak = 0
+
+    async def slow_answer(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(200, json=job_json())
+
+    async def many_readers() -> None:
+        with respx.mock() as router:
+            router.get(JOB_URL).mock(side_effect=slow_answer)
+
+            async def one_reader() -> None:
+                async with VeoHook().async_client() as client:
+                    for _ in range(3):
+                        await client.get_video(VIDEO_ID)
+
+            await asyncio.gather(*(one_reader() for _ in range(5 * hook_module.MAX_REQUESTS_IN_FLIGHT)))
+
+    asyncio.run(many_readers())
+    assert peak == hook_module.MAX_REQUESTS_IN_FLIGHT

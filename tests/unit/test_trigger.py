@@ -100,7 +100,7 @@ def test_completed_yields_one_success_event() -> None:
     json.dumps(event)
 
 
-@pytest.mark.parametrize("status", ["failed", "error", "FAILED"])
+@pytest.mark.parametrize("status", ["failed", "error", "FAILED", "cancelled", "canceled", "Canceled"])
 def test_failed_or_error_yields_failed_event(status: str) -> None:
     failed = job_json(status=status, error={"code": "content_policy_violation", "message": "refused"})
     with respx.mock() as router:
