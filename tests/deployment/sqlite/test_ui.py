@@ -28,7 +28,7 @@ import pytest
 
 from airflow_provider_veo import api
 
-from .conftest import ARTIFACTS, Deployment, require_airflow
+from ..stack import ARTIFACTS, Deployment, require_airflow
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route

@@ -1,0 +1,178 @@
+"""What only the SQLite/LocalExecutor deployment proves; the rest moved to the Celery group.
+
+* **A clean triggerer stop hands its triggers over at once.** The Celery group kills triggerers
+  (SIGKILL: the triggers move once the dead one's heartbeat is 30 s old); here the only triggerer
+  gets SIGTERM, a rolling restart, and a new one picks the trigger up right away, on the same try.
+* **A pool that does not count deferred tasks does not cap the jobs at CometAPI.** The Celery group
+  proves ``include_deferred=True`` caps them; here 100 tasks behind a 20-slot pool with the default
+  ``include_deferred=False`` have far more than 20 jobs rendering at once (the README's warning).
+* Both on the LocalExecutor, the executor of a one-machine deployment.
+
+Every run is triggered and watched through the REST API; the evidence comes from the task
+instances the API reports while polling, the per-triggerer trigger log files, and what the CometAPI
+emulator recorded (POSTs, polls, downloads per job). Numbers land in ``artifacts/deployment/*.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_veo import api
+from airflow_provider_veo.testing import SAMPLE_MP4
+
+from ..stack import (
+    FIRED,
+    Deployment,
+    RunWatch,
+    assert_all_succeeded_first_try,
+    assert_video_file,
+    dump,
+    jobs_with,
+    new_marker,
+    peak_jobs_in_flight,
+    polled_in,
+    posts_with,
+    wait_until,
+)
+from .conftest import LOAD_POOL, PARALLELISM
+
+pytestmark = pytest.mark.deployment
+
+TEXT_TO_VIDEO = "veo_text_to_video"
+LOAD = "veo_deploy_load"
+SENSOR = ("wait_for_video", -1)
+
+
+def sensor_deferred_on(dep: Deployment, run_id: str) -> int | None:
+    """The job id of the triggerer running the sensor's trigger, once it has polled at least once."""
+    ti = next(t for t in dep.task_instances(TEXT_TO_VIDEO, run_id) if t["task_id"] == SENSOR[0])
+    job = ti.get("triggerer_job") or {}
+    if ti["state"] != "deferred" or job.get("id") is None:
+        return None
+    log = dep.trigger_logs(TEXT_TO_VIDEO, run_id, SENSOR[0]).get(job["id"], "")
+    return job["id"] if "progress" in log else None
+
+
+def test_triggerer_sigterm_hands_the_trigger_over_at_once(deployment: Deployment) -> None:
+    dep, emulator = deployment, deployment.emulator
+    marker = new_marker("restart-SIGTERM")
+    job_seconds = 40
+    prompt = f"[emu:wait={job_seconds}] A lighthouse beam sweeps across a stormy sea. {marker}"
+    run_id = dep.trigger(TEXT_TO_VIDEO, {"prompt": prompt, "seconds": "6"})
+
+    old_id = wait_until(lambda: sensor_deferred_on(dep, run_id), 120, "the sensor's trigger to poll")
+    video_id = dep.xcom(TEXT_TO_VIDEO, run_id, "create_video")
+    job_age = time.monotonic() - emulator.jobs[video_id].started
+    assert job_age < job_seconds - 3, f"too slow: the job is {job_age:.0f} s old before the triggerer stops"
+    stopped_at = time.time()
+    stop_seconds = dep.stop("triggerer")
+    # A clean stop ends the triggerer's job at once: its triggers are free for any triggerer now,
+    # where a crashed one's stay claimed until its heartbeat is 30 s old.
+    old_job = dep.api("GET", "/api/v2/jobs", params={"job_type": "TriggererJob", "limit": 100})["jobs"]
+    [old_state] = [job["state"] for job in old_job if job["id"] == old_id]
+    assert old_state != "running", old_state
+    dep.start("triggerer", "triggerer")
+    watch = dep.watch_run(TEXT_TO_VIDEO, run_id, timeout=240)
+
+    assert_all_succeeded_first_try(watch)
+    assert {ti["task_id"] for ti in watch.final} == {"create_video", "wait_for_video", "download_video"}
+    assert len(dep.tries(TEXT_TO_VIDEO, run_id, SENSOR[0])) == 1
+    # The old triggerer ran the trigger and did not fire; a new triggerer ran it again and fired once.
+    logs = dep.trigger_logs(TEXT_TO_VIDEO, run_id, SENSOR[0])
+    assert old_id in logs and len(logs) == 2, logs.keys()
+    [new_id] = set(logs) - {old_id}
+    assert logs[old_id].count(FIRED) == 0 and not polled_in(logs[old_id], video_id, "'completed'")
+    assert polled_in(logs[new_id], video_id) and logs[new_id].count(FIRED) <= 1
+    assert watch.triggerers[SENSOR][0] == old_id
+    assert watch.triggerers[SENSOR] in ([old_id], [old_id, new_id]), watch.triggerers
+    # One paid request with the run's conf in it, one download, byte for byte what was served; the
+    # job was polled again soon after the stop: a clean stop does not wait for a heartbeat to expire.
+    [post] = posts_with(emulator, marker)
+    assert dict(post.form) == {"model": "veo3.1-fast", "prompt": prompt, "seconds": "6", "size": "1280x720"}
+    assert emulator.jobs[video_id].downloads == 1
+    result = dep.xcom(TEXT_TO_VIDEO, run_id, "download_video")
+    assert result["video_id"] == video_id
+    assert assert_video_file(dep, result, video_id).read_bytes() == SAMPLE_MP4.read_bytes()
+    retrieve = api.video_path(video_id)
+    polls_after = [
+        r.at for r in emulator.requests if r.method == "GET" and r.path == retrieve and r.at > stopped_at
+    ]
+    assert polls_after, "the new triggerer never polled the job"
+    handover = polls_after[0] - stopped_at
+    numbers = {
+        "old_triggerer_job": old_id,
+        "old_triggerer_job_state_after_the_stop": old_state,
+        "new_triggerer_job": new_id,
+        "seconds_until_the_old_triggerer_exited": round(stop_seconds, 1),
+        "seconds_from_sigterm_to_first_poll_by_the_new_triggerer": round(handover, 1),
+        "run_seconds": round(watch.seconds, 1),
+        "sensor_states": watch.states[SENSOR],
+    }
+    dump("restart-SIGTERM", numbers)
+    print(f"\ntriggerer SIGTERM: {numbers}")
+
+
+def test_a_pool_that_frees_deferred_slots_does_not_cap_the_jobs(deployment: Deployment) -> None:
+    """``include_deferred=False`` (the default): a deferred task frees its slot, so the pool limits only
+    tasks submitting or downloading, and far more jobs render at CometAPI than the pool has slots."""
+    dep, emulator = deployment, deployment.emulator
+    slots, count, job_seconds = 20, 100, 30
+    dep.create_pool(LOAD_POOL, slots, include_deferred=False, description="CometAPI")
+    marker = new_marker("load")
+    prompts = [
+        f"[emu:wait={job_seconds}] Load clip {i}: steam over a coffee cup. {marker}" for i in range(count)
+    ]
+    run_id = dep.trigger(LOAD, {"prompts": prompts})
+
+    pool_samples: list[dict[str, int]] = []
+
+    def sample_pool(watch: RunWatch) -> None:
+        pool = dep.api("GET", f"/api/v2/pools/{LOAD_POOL}")
+        pool_samples.append({k: pool[k] for k in ("occupied_slots", "running_slots", "deferred_slots")})
+
+    watch = dep.watch_run(LOAD, run_id, timeout=600, interval=1.0, on_poll=sample_pool)
+
+    assert_all_succeeded_first_try(watch)
+    assert len([ti for ti in watch.final if ti["task_id"] == "generate_video"]) == count
+    assert len(posts_with(emulator, marker)) == count
+    jobs = jobs_with(emulator, marker)
+    assert len(jobs) == count
+    assert all(job.downloads == 1 for job in jobs.values())
+
+    peak_running, peak_deferred = watch.peak("running"), watch.peak("deferred")
+    in_flight = peak_jobs_in_flight(jobs)
+    peak_occupied = max(s["occupied_slots"] for s in pool_samples)
+    peak_pool_deferred = max(s["deferred_slots"] for s in pool_samples)
+    numbers: dict[str, Any] = {
+        "tasks": count,
+        "pool_slots": slots,
+        "parallelism": PARALLELISM,
+        "emulated_job_seconds": job_seconds,
+        "run_seconds": round(watch.seconds, 1),
+        "peak_running": peak_running,
+        "peak_queued": watch.peak("queued"),
+        "peak_deferred": peak_deferred,
+        "peak_pool_occupied_slots": peak_occupied,
+        "peak_pool_deferred_slots": peak_pool_deferred,
+        "peak_jobs_in_flight_at_cometapi": in_flight,
+        "posts": len(posts_with(emulator, marker)),
+        "samples": [(round(t, 1), dict(c)) for t, c in watch.samples],
+    }
+    dump("load", numbers)
+    print(
+        f"\nload: {count} tasks in {watch.seconds:.0f} s; peak running {peak_running} (parallelism "
+        f"{PARALLELISM}), peak deferred {peak_deferred}, pool occupied at most {peak_occupied}/{slots} "
+        f"while it counted up to {peak_pool_deferred} deferred tasks outside its slots; "
+        f"up to {in_flight} jobs rendering at once"
+    )
+    # Deferred tasks hold neither a worker slot nor a pool slot: far more of them wait at once than
+    # the executor runs or the pool admits, and the pool never counts them as occupied ...
+    assert peak_running <= PARALLELISM
+    assert peak_occupied <= slots
+    assert peak_deferred > slots
+    # ... so the pool does not cap the jobs at CometAPI (the Celery group's pool, counting deferred
+    # tasks, does).
+    assert in_flight > slots
