@@ -151,7 +151,9 @@ class JobWatch:
     """The polling decisions the trigger and the synchronous waits share, free of any I/O.
 
     Each poll's outcome goes in; out comes either the seconds to sleep before the next poll or the
-    final event. Status and progress are logged when they change, an unknown status once.
+    final event. A change of status is logged, and of progress too unless ``log_progress`` is off (the
+    trigger logs progress only when debugging: thousands of triggers share one process); an unknown
+    status is warned of once.
     "Not found" counts as "not stored yet" until ``visible_by`` (epoch seconds; ``None``: never).
     """
 
@@ -164,12 +166,14 @@ class JobWatch:
         clock: Callable[[], float] = time.time,
         *,
         visible_by: float | None = None,
+        log_progress: bool = True,
     ) -> None:
         self.video_id = video_id
         self.poll_interval = poll_interval
         self.end_time = end_time
         self.visible_by = visible_by
         self._log = log
+        self._log_progress = log_progress
         self._clock = clock
         self._last: tuple[str, int | None] | None = None
         self._unknown_statuses: set[str] = set()
@@ -213,9 +217,12 @@ class JobWatch:
 
     def _describe(self, job: VideoJob) -> None:
         current = (job.status, job.progress)
-        if current == self._last:
+        last = self._last
+        if current == last:
             return
         self._last = current
+        if not self._log_progress and last is not None and last[0] == job.status:
+            return  # only the progress moved
         progress = "" if job.progress is None else f", progress {job.progress}%"
         if job.state is not JobState.UNKNOWN:
             self._log.info("Video %s: status %r%s", job.video_id, job.status, progress)

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
-import hashlib
-import json
 import os
-import ssl
 import time
-import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import SplitResult, urlsplit
 
 import requests
 from airflow.sdk import BaseHook
@@ -25,9 +17,7 @@ from urllib3.exceptions import NewConnectionError
 
 from airflow_provider_veo import UI_FIELD_BEHAVIOUR, api
 from airflow_provider_veo.api import (
-    DOWNLOAD_CHUNK_BYTES,
     JobState,
-    RetryPolicy,
     StoredVideo,
     VeoDownloadError,
     VeoError,
@@ -37,98 +27,38 @@ from airflow_provider_veo.api import (
     VideoJob,
     VideoRequest,
 )
-from airflow_provider_veo.mp4 import Mp4Error, Mp4Info, Mp4Walker
-from airflow_provider_veo.storage import StagedFile, resolve_destination, write_error
+from airflow_provider_veo.hooks.download import Written as _Written
+from airflow_provider_veo.hooks.download import receive
+from airflow_provider_veo.hooks.settings import CONNECT_TIMEOUT as _CONNECT_TIMEOUT
+from airflow_provider_veo.hooks.settings import REQUEST_ID_HEADER
+from airflow_provider_veo.hooks.settings import Settings as _Settings
+from airflow_provider_veo.storage import resolve_destination
 
 if TYPE_CHECKING:
-    import httpx
-    from airflow.sdk import Connection
+    from airflow_provider_veo.hooks.async_client import (
+        MAX_REQUESTS_IN_FLIGHT,
+        MIN_REQUESTS_IN_FLIGHT,
+        InFlightLimit,
+        VeoAsyncClient,
+    )
+
+__all__ = [
+    "DOWNLOAD_ATTEMPTS",
+    "MAX_REQUESTS_IN_FLIGHT",
+    "MIN_REQUESTS_IN_FLIGHT",
+    "REQUEST_ID_HEADER",
+    "InFlightLimit",
+    "VeoAsyncClient",
+    "VeoHook",
+]
 
 #: Attempts at fetching the finished video; each failed one reads the job again for a fresh URL.
 DOWNLOAD_ATTEMPTS = 3
-_CONNECT_TIMEOUT = 10.0
 _EXPIRED_URL_STATUSES = frozenset({401, 403, 404, 410})
-#: The gateway's id of every answer, which its support asks for.
-REQUEST_ID_HEADER = "X-Oneapi-Request-Id"
 
 
-@dataclass(frozen=True)
-class _Settings:
-    """What a connection says about how to call the API; built once and shared by both clients."""
-
-    base_url: str
-    api_key: str
-    timeout: float
-    create_timeout: float
-    retry: RetryPolicy
-
-    @classmethod
-    def from_connection(cls, conn: Connection) -> _Settings:
-        extra = conn.extra_dejson or {}
-        if not conn.password:
-            raise VeoInputError("password", f"connection {conn.conn_id!r} has no API key")
-        try:
-            timeout = float(extra.get("timeout", api.DEFAULT_REQUEST_TIMEOUT))
-            create_timeout = float(extra.get("create_timeout", api.DEFAULT_CREATE_TIMEOUT))
-            retry = RetryPolicy(
-                max_attempts=int(extra.get("max_retries", RetryPolicy.max_attempts - 1)) + 1,
-                base_delay=float(extra.get("retry_base_delay", RetryPolicy.base_delay)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise VeoInputError(
-                "extra",
-                f"timeout, create_timeout, max_retries and retry_base_delay must be numbers: {exc}",
-            ) from None
-        return cls(
-            base_url=api.base_url_from(conn.host, conn.schema, conn.port),
-            api_key=conn.password,
-            timeout=timeout,
-            create_timeout=create_timeout,
-            retry=retry,
-        )
-
-    def api_path(self, url: str) -> str | None:
-        """The path (and query) of ``url`` when it is the API's own, e.g. the gateway's ``/content``
-        proxy as ``video_url``; ``None`` for any other host, which must never see the key."""
-        base, target = urlsplit(self.base_url), urlsplit(url)
-        same_origin = (
-            target.scheme.lower() == base.scheme.lower()
-            and target.hostname == base.hostname
-            and _port(target) == _port(base)
-        )
-        if not same_origin or not target.path.startswith(base.path.rstrip("/") + "/"):
-            return None
-        path = target.path[len(base.path.rstrip("/")) :]
-        return f"{path}?{target.query}" if target.query else path
-
-    @property
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"}
-
-    def scrub(self, text: str) -> str:
-        """``text`` without the key, e.g. a job whose error message echoes it."""
-        return text.replace(self.api_key, "***") if self.api_key else text
-
-    def parse_job(self, content: bytes) -> VideoJob:
-        """A job from an answer's body, scrubbed of the key before it can reach an event or XCom."""
-        text = self.scrub(content.decode("utf-8", "replace"))
-        try:
-            return VideoJob.from_json(json.loads(text))
-        except ValueError as exc:
-            raise api.VeoAPIError(f"CometAPI answered with invalid JSON: {text[:200]!r}") from exc
-
-    def redact(self, error: VeoError) -> VeoError:
-        """Make sure no message carries the key, whatever an upstream server echoed back."""
-        if self.api_key and self.api_key in str(error):
-            error.args = (str(error).replace(self.api_key, "***"),)
-        return error
-
-
-def _port(url: SplitResult) -> int | None:
-    return url.port or {"http": 80, "https": 443}.get(url.scheme.lower())
-
-
-# How each transport says "no answer"; only a refused or timed-out connect proves nothing arrived.
+# How requests says "no answer"; only a refused or timed-out connect proves nothing arrived (the async
+# client's twin is in async_client.py).
 
 
 def _requests_failure(exc: requests.RequestException, url: str) -> VeoTransientError:
@@ -140,16 +70,7 @@ def _requests_failure(exc: requests.RequestException, url: str) -> VeoTransientE
     )
 
 
-def _httpx_failure(exc: httpx.TransportError, url: str) -> VeoTransientError:
-    import httpx
-
-    return api.connection_error(
-        f"No answer from {url} ({type(exc).__name__}). Check the connection's Base URL (`host`).",
-        job_may_exist=not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)),
-    )
-
-
-def _error_from(response: requests.Response | httpx.Response) -> VeoError:
+def _error_from(response: requests.Response) -> VeoError:
     """The typed error of an unsuccessful answer, with its ``Retry-After`` and request id."""
     return api.error_from_response(
         response.status_code,
@@ -157,23 +78,6 @@ def _error_from(response: requests.Response | httpx.Response) -> VeoError:
         response.headers.get("Retry-After"),
         request_id=response.headers.get(REQUEST_ID_HEADER),
     )
-
-
-@dataclass(frozen=True)
-class _Written:
-    """What one verified download put at the destination."""
-
-    uri: str
-    size: int
-    sha256: str
-    content_type: str
-    mp4: Mp4Info
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """One SSL context for every async client: building one costs tens of milliseconds of CPU."""
-    return ssl.create_default_context()
 
 
 class VeoHook(BaseHook):
@@ -459,175 +363,42 @@ class VeoHook(BaseHook):
 
     def _stream_to(self, target: Any, video_id: str, video_url: str | None) -> _Written:
         """Stream the video into ``target`` and publish it only once it is verified whole."""
-        response = self._open_video(video_id, video_url)
-        staged = StagedFile(target)
-        with response, staged as sink:
-            expected = response.headers.get("Content-Length")
-            digest, size, walker = hashlib.sha256(), 0, Mp4Walker()
-            try:
-                for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
-                    try:
-                        sink.write(chunk)
-                    except OSError as exc:  # a full disk: not something another attempt mends
-                        raise write_error(target, exc) from exc
-                    digest.update(chunk)
-                    size += len(chunk)
-                    walker.feed(chunk)
-                if expected is not None and expected.isdigit() and int(expected) != size:
-                    raise VeoDownloadError(f"the download is truncated: {size} of {expected} bytes")
-                info = walker.finish()
-            except requests.RequestException as exc:
-                raise VeoDownloadError(
-                    f"the download broke off after {size} of {expected or 'unknown'} bytes "
-                    f"({type(exc).__name__})"
-                ) from exc
-            except Mp4Error as exc:
-                raise VeoDownloadError(f"the download is not a whole MP4 ({size} bytes): {exc}") from exc
-            staged.publish()
-        return _Written(
-            uri=staged.uri,
-            size=size,
-            sha256=digest.hexdigest(),
-            content_type=response.headers.get("Content-Type", "video/mp4").split(";")[0],
-            mp4=info,
-        )
+        return receive(self._open_video(video_id, video_url), target)
 
     # ---------------------------------------------------------------------------------------
     # Async API (for the trigger)
     # ---------------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def async_client(self) -> AsyncIterator[VeoAsyncClient]:
+    async def async_client(self, *, polls_every: float | None = None) -> AsyncIterator[VeoAsyncClient]:
         """An async client for the event loop: the connection is read without blocking it.
 
-        The ``httpx.AsyncClient`` underneath is shared by every user of the same connection settings
-        in this event loop (see :class:`_UseSharedClient`).
+        The ``aiohttp.ClientSession`` underneath is shared by every user of the same connection
+        settings in this event loop, and so is its limit on requests in flight, which grows with the
+        polls per second its users announce (``polls_every``: this user's seconds between polls) and
+        with the API's latency (see :class:`~airflow_provider_veo.hooks.async_client.InFlightLimit`).
         """
+        from airflow_provider_veo.hooks import async_client
+
         settings = await self._asettings()
-        async with _UseSharedClient(settings) as shared:
-            yield VeoAsyncClient(shared.client, settings, self.log.warning, shared.slots)
+        demand = 1.0 / polls_every if polls_every else 0.0
+        async with async_client.UseSharedSession(settings, demand) as shared:
+            yield async_client.VeoAsyncClient(shared.session, settings, self.log.warning, shared.limit)
 
 
-#: Requests one event loop sends at once over a shared client; more wait their turn, so httpx's own pool
-#: never queues (its queue costs O(queued x connections) per request). Small, like the 5 in flight of
-#: CometAPI's own example, since every request also scans the pool's connections: 8 at 100 ms a GET
-#: is 80 GETs/s, 1,200 triggers polling every 15 s.
-MAX_REQUESTS_IN_FLIGHT = 8
-
-
-@dataclass
-class _SharedClient:
-    client: httpx.AsyncClient
-    slots: asyncio.Semaphore
-    users: int = 0
-
-
-#: Per event loop, the ``httpx.AsyncClient`` of each connection's settings and how many use it.
-_SHARED_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Settings, _SharedClient]] = (
-    weakref.WeakKeyDictionary()
+_ASYNC_NAMES = frozenset(
+    {"MAX_REQUESTS_IN_FLIGHT", "MIN_REQUESTS_IN_FLIGHT", "InFlightLimit", "VeoAsyncClient"}
 )
 
 
-class _UseSharedClient:
-    """One ``httpx.AsyncClient`` per event loop and connection settings, closed when its last user leaves.
+def __getattr__(name: str) -> Any:
+    """The async client's names, from :mod:`~airflow_provider_veo.hooks.async_client` on first use:
+    a worker that only creates and downloads never imports aiohttp."""
+    if name in _ASYNC_NAMES:
+        from airflow_provider_veo.hooks import async_client
 
-    A triggerer runs hundreds of triggers in one loop: sharing the client lets them share a small pool
-    of keep-alive connections (at most :data:`MAX_REQUESTS_IN_FLIGHT`) instead of each holding its
-    own client and opening a new connection, TLS handshake included, at every poll (an idle httpx
-    connection expires after 5 s, sooner than any poll interval). That costs less CPU, memory and
-    garbage per poll, and puts fewer connections on the API.
-
-    ``async with _UseSharedClient(settings) as shared``. A class rather than an ``@asynccontextmanager``
-    generator: a trigger whose ``run()`` is dropped after its first event (``dag.test()`` does so) is
-    then closed in one piece when the event loop shuts down.
-    """
-
-    def __init__(self, settings: _Settings) -> None:
-        self._settings = settings
-
-    async def __aenter__(self) -> _SharedClient:
-        import httpx
-
-        settings = self._settings
-        self._clients = clients = _SHARED_CLIENTS.setdefault(asyncio.get_running_loop(), {})
-        shared = clients.get(settings)
-        if shared is None:
-            context = await asyncio.to_thread(_ssl_context)
-            shared = clients.get(settings)  # Another user may have made it while this one waited.
-            if shared is None:
-                client = httpx.AsyncClient(
-                    base_url=settings.base_url,
-                    headers=settings.auth_headers,
-                    timeout=httpx.Timeout(settings.timeout, connect=_CONNECT_TIMEOUT),
-                    verify=context,
-                    limits=httpx.Limits(
-                        max_connections=MAX_REQUESTS_IN_FLIGHT,
-                        max_keepalive_connections=MAX_REQUESTS_IN_FLIGHT,
-                    ),
-                )
-                shared = clients[settings] = _SharedClient(client, asyncio.Semaphore(MAX_REQUESTS_IN_FLIGHT))
-        shared.users += 1
-        self._shared = shared
-        return shared
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        shared = self._shared
-        shared.users -= 1
-        if shared.users == 0 and self._clients.get(self._settings) is shared:
-            del self._clients[self._settings]
-            await shared.client.aclose()
-
-
-class VeoAsyncClient:
-    """Reads jobs over one ``httpx.AsyncClient``; made by :meth:`VeoHook.async_client`."""
-
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        settings: _Settings,
-        warn: Callable[..., None],
-        slots: asyncio.Semaphore | None = None,
-    ) -> None:
-        self._client = client
-        self._settings = settings
-        self._warn = warn
-        self._slots = slots or contextlib.nullcontext()
-        #: A trigger reads the same URL at every poll: its request is built once (a tenth of a GET's CPU).
-        self._requests: dict[str, httpx.Request] = {}
-
-    async def get_video(self, video_id: str) -> VideoJob:
-        """Read a job's status: the sync hook's :func:`api.request_flow`, driven in the event loop."""
-        import httpx
-
-        path = api.video_path(video_id)
-        request = self._requests.get(path)
-        if request is None:
-            request = self._requests[path] = self._client.build_request("GET", path)
-        flow = api.request_flow(self._settings.retry, "GET")
-        step = next(flow)
-        while True:
-            if isinstance(step, api.Sleep):
-                self._warn(
-                    "GET %s failed (%s); attempt %d in %.1f s",
-                    path,
-                    step.error,
-                    step.next_attempt,
-                    step.seconds,
-                )
-                await asyncio.sleep(step.seconds)
-                step = next(flow)
-                continue
-            try:
-                async with self._slots:
-                    response = await self._client.send(request)
-            except httpx.TransportError as exc:
-                error: VeoError = _httpx_failure(exc, self._settings.base_url + path)
-            else:
-                if response.is_success:
-                    flow.close()
-                    return self._settings.parse_job(response.content)
-                error = _error_from(response)
-            step = flow.send(self._settings.redact(error))
+        return getattr(async_client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _mask(secret: str) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
+import sys
 import time
 from collections.abc import AsyncIterator
+from types import ModuleType
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -13,6 +16,15 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_veo import api
 from airflow_provider_veo.api import JobWatch, VeoError
 from airflow_provider_veo.waiting import apoll_once
+
+_HOOK_MODULE = "airflow_provider_veo.hooks.veo"
+_CLIENT_MODULE = "airflow_provider_veo.hooks.async_client"
+
+
+def _import_hooks() -> ModuleType:
+    """The hook module, with the async client's (aiohttp's) imported too: ~0.1 s the first time."""
+    importlib.import_module(_CLIENT_MODULE)
+    return importlib.import_module(_HOOK_MODULE)
 
 
 class VeoTaskTrigger(BaseTrigger):
@@ -57,13 +69,23 @@ class VeoTaskTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # The hook module (requests, httpx, storage) takes ~0.1 s to import the first time: never on the loop.
-        hooks = await asyncio.to_thread(importlib.import_module, "airflow_provider_veo.hooks.veo")
+        # Imported in a thread, never on the loop; once loaded, no thread hop for the next trigger.
+        hooks = sys.modules.get(_HOOK_MODULE)
+        if hooks is None or _CLIENT_MODULE not in sys.modules:
+            hooks = await asyncio.to_thread(_import_hooks)
+        # Changes of status are logged; a change of progress alone only when debugging: at 1,000s of
+        # triggers, a log line per poll would cost more CPU than the poll itself.
         watch = JobWatch(
-            self.video_id, self.poll_interval, self.end_time, self.log, visible_by=self.visible_by
+            self.video_id,
+            self.poll_interval,
+            self.end_time,
+            self.log,
+            visible_by=self.visible_by,
+            log_progress=self.log.isEnabledFor(logging.DEBUG),
         )
         try:
-            async with hooks.VeoHook(veo_conn_id=self.veo_conn_id).async_client() as client:
+            hook = hooks.VeoHook(veo_conn_id=self.veo_conn_id)
+            async with hook.async_client(polls_every=self.poll_interval) as client:
                 while True:
                     step = watch.after_poll(await apoll_once(client, self.video_id))
                     if isinstance(step, dict):

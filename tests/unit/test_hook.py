@@ -1,4 +1,4 @@
-"""VeoHook over HTTP: requests-mock for the sync client, respx for the async one."""
+"""VeoHook over HTTP: requests-mock for the sync client, the API on a loopback port for the async one."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import requests
-import respx
 
 from airflow_provider_veo import api
 from airflow_provider_veo.api import (
@@ -26,6 +25,7 @@ from airflow_provider_veo.api import (
     VeoTransientError,
     VideoJob,
 )
+from airflow_provider_veo.hooks import download
 from airflow_provider_veo.hooks import veo as hook_module
 from airflow_provider_veo.hooks.veo import VeoHook
 
@@ -44,6 +44,7 @@ from .conftest import (
     multipart_parts,
     refused_port,
 )
+from .loopback_api import Answer, LoopbackApi, serving
 
 CREATE_URL = f"{BASE_URL}/v1/videos"
 CONTENT_URL = f"{JOB_URL}/content"
@@ -556,15 +557,22 @@ def test_key_never_in_post_errors_or_logs(
 
 @pytest.fixture
 def chunk_sizes(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int | None]]:
-    """The ``chunk_size`` of every ``Response.iter_content`` call, by URL."""
+    """The size of every read of a downloaded body, by URL."""
     sizes: dict[str, list[int | None]] = {}
-    real = requests.Response.iter_content
+    real = download._body_chunks
 
-    def spy(self: requests.Response, chunk_size: int | None = 1, decode_unicode: bool = False) -> Any:
-        sizes.setdefault(self.url, []).append(chunk_size)
-        return real(self, chunk_size=chunk_size, decode_unicode=decode_unicode)
+    def spy(response: requests.Response) -> Any:
+        reads = sizes.setdefault(response.url, [])
+        real_read = response.raw.read
 
-    monkeypatch.setattr(requests.Response, "iter_content", spy)
+        def read(amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
+            reads.append(amt)
+            return real_read(amt, *args, **kwargs)
+
+        response.raw.read = read
+        return real(response)
+
+    monkeypatch.setattr(download, "_body_chunks", spy)
     return sizes
 
 
@@ -600,7 +608,7 @@ def test_download_from_video_url(
     assert "Authorization" not in fetch.headers
     assert fetch.stream is True
     assert not _gets(requests_mock, CONTENT_URL)
-    [download_chunk_size] = chunk_sizes[CDN_URL]
+    [download_chunk_size] = set(chunk_sizes[CDN_URL])
     assert download_chunk_size is not None and download_chunk_size >= MIB
     assert sorted(os.listdir(tmp_path)) == ["clip.mp4"]
 
@@ -750,12 +758,11 @@ def test_async_client_reads_the_connection_without_blocking(monkeypatch: pytest.
     monkeypatch.setattr(VeoHook, "aget_connection", classmethod(spy))
 
     async def run() -> VideoJob:
-        with respx.mock() as router:
-            router.get(JOB_URL).respond(200, json=job_json())
-            async with VeoHook().async_client() as client:
-                return await client.get_video(VIDEO_ID)
+        async with VeoHook().async_client() as client:
+            return await client.get_video(VIDEO_ID)
 
-    assert _run(run()).video_id == VIDEO_ID
+    with serving(LoopbackApi(Answer(200, json=job_json()))):
+        assert _run(run()).video_id == VIDEO_ID
     assert awaited == ["veo_default"]
 
 

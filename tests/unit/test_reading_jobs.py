@@ -1,7 +1,7 @@
 """Reading a job, with its retries: one suite run against both clients, since both drive one flow.
 
 ``sync`` is :meth:`VeoHook.get_video` over requests (mocked with requests-mock), ``async`` is
-:meth:`VeoAsyncClient.get_video` over httpx (mocked with respx), as the trigger uses it.
+:meth:`VeoAsyncClient.get_video` over aiohttp (mocked with aioresponses), as the trigger uses it.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
 import pytest
 import requests
-import respx
 
 from airflow_provider_veo import api
 from airflow_provider_veo.api import (
@@ -25,10 +23,14 @@ from airflow_provider_veo.api import (
     VeoTransientError,
     VideoJob,
 )
+from airflow_provider_veo.hooks import async_client
 from airflow_provider_veo.hooks import veo as hook_module
+from airflow_provider_veo.hooks.async_client import InFlightLimit
 from airflow_provider_veo.hooks.veo import VeoHook
 
 from .conftest import API_KEY, JOB_URL, VIDEO_ID, conn_json, error_json, job_json
+from .loopback_api import Answer as Reply
+from .loopback_api import Call, LoopbackApi, serving
 
 #: What the mocked API answers, in order: ``(status, body)`` with a dict for JSON and a str for
 #: text, ``"refused"`` for a refused connection, ``"reset"`` for a connection dropped mid-request.
@@ -70,21 +72,18 @@ class Reader:
     async def _read_async(self, answers: list[Answer]) -> VideoJob:
         scripted = iter(answers)
 
-        def answer(request: httpx.Request) -> httpx.Response:
-            self.authorizations.append(request.headers["Authorization"])
+        def answer(call: Call) -> Reply | str:
+            self.authorizations.append(call.headers["Authorization"])
             step = next(scripted)
-            if step == "refused":
-                raise httpx.ConnectError("refused")
-            if step == "reset":
-                raise httpx.RemoteProtocolError("connection reset")
+            if step in ("refused", "reset"):
+                return step
             status, body, *headers = step
             extra = headers[0] if headers else {}
             if isinstance(body, str):
-                return httpx.Response(status, text=body, headers=extra)
-            return httpx.Response(status, json=body, headers=extra)
+                return Reply(status, text=body, headers=extra)
+            return Reply(status, json=body, headers=extra)
 
-        with respx.mock() as router:
-            router.get(JOB_URL).mock(side_effect=answer)
+        with serving(LoopbackApi(handler=answer)):
             async with VeoHook().async_client() as client:
                 return await client.get_video(VIDEO_ID)
 
@@ -100,7 +99,10 @@ def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
         reader.sleeps.append(seconds)
         await real_sleep(0)
 
-    monkeypatch.setattr(hook_module.asyncio, "sleep", recorded_sleep)
+    # The client's own waits only: aiohttp and the loopback server sleep(0) in the same loop too.
+    monkeypatch.setattr(
+        async_client, "asyncio", SimpleNamespace(**{**vars(asyncio), "sleep": recorded_sleep})
+    )
     yield reader
 
 
@@ -196,28 +198,80 @@ def test_the_key_is_masked_through_airflows_masker(reader: Reader, monkeypatch: 
     assert masked == [API_KEY]
 
 
-def test_requests_in_flight_never_exceed_the_shared_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Many triggers of one triggerer share one client, and never have more than the cap in flight."""
-    in_flight = peak = 0
-
-    async def slow_answer(request: httpx.Request) -> httpx.Response:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        await asyncio.sleep(0.01)
-        in_flight -= 1
-        return httpx.Response(200, json=job_json())
+def _peak_in_flight(readers: int, polls_every: float | None) -> int:
+    """Most requests at the API at once while ``readers`` clients of one loop read 3 times each."""
+    api = LoopbackApi(Reply(json=job_json(), delay=0.01))
 
     async def many_readers() -> None:
-        with respx.mock() as router:
-            router.get(JOB_URL).mock(side_effect=slow_answer)
+        async def one_reader() -> None:
+            async with VeoHook().async_client(polls_every=polls_every) as client:
+                for _ in range(3):
+                    await client.get_video(VIDEO_ID)
 
-            async def one_reader() -> None:
-                async with VeoHook().async_client() as client:
-                    for _ in range(3):
-                        await client.get_video(VIDEO_ID)
+        await asyncio.gather(*(one_reader() for _ in range(readers)))
 
-            await asyncio.gather(*(one_reader() for _ in range(5 * hook_module.MAX_REQUESTS_IN_FLIGHT)))
+    with serving(api):
+        asyncio.run(many_readers())
+    assert api.call_count == 3 * readers
+    return api.peak
 
-    asyncio.run(many_readers())
-    assert peak == hook_module.MAX_REQUESTS_IN_FLIGHT
+
+def test_requests_in_flight_never_exceed_the_shared_cap() -> None:
+    """Many triggers of one triggerer share one session, and never have more than the cap in flight."""
+    readers = 5 * hook_module.MAX_REQUESTS_IN_FLIGHT
+    # 320 triggers polling 10 times a second at 10 ms a GET would want 2 x 3,200 x 0.01 = 64 at once.
+    assert _peak_in_flight(readers, polls_every=0.1) == hook_module.MAX_REQUESTS_IN_FLIGHT
+    # Readers that announce no polling rate get the floor, whatever their number.
+    assert _peak_in_flight(readers, polls_every=None) == hook_module.MIN_REQUESTS_IN_FLIGHT
+
+
+@pytest.mark.parametrize(
+    ("triggers", "poll_interval", "latency", "limit"),
+    [
+        (1_000, 15.0, 0.05, 8),  # 67 GETs/s x 50 ms = 3.3 in flight, x 2: the floor
+        (1_000, 15.0, 0.5, 64),  # x 500 ms = 33, x 2 = 67: the ceiling
+        (500, 15.0, 0.5, 34),  # 33 GETs/s x 500 ms x 2
+        (10_000, 15.0, 0.05, 64),  # 667 GETs/s x 50 ms x 2 = 67: the ceiling
+        (10, 15.0, 5.0, 8),
+    ],
+)
+def test_the_limit_follows_demand_and_latency(
+    triggers: int, poll_interval: float, latency: float, limit: int
+) -> None:
+    flight = InFlightLimit()
+    assert flight.limit == async_client.MIN_REQUESTS_IN_FLIGHT  # until an answer has been timed
+    for _ in range(triggers):
+        flight.add_demand(1 / poll_interval)
+    flight.active = 1
+    flight.release(latency)
+    assert flight.limit == limit
+    assert flight.latency == latency
+    for _ in range(triggers):
+        flight.add_demand(-1 / poll_interval)
+    assert flight.limit == async_client.MIN_REQUESTS_IN_FLIGHT
+
+
+def test_the_latency_estimate_moves_gradually() -> None:
+    flight = InFlightLimit()
+    flight.add_demand(1_000 / 15)
+    for seconds in (0.05, 5.0):
+        flight.active = 1
+        flight.release(seconds)
+    assert flight.latency is not None and 0.5 < flight.latency < 0.6  # one slow answer moves it a tenth
+    assert flight.limit == async_client.MAX_REQUESTS_IN_FLIGHT
+
+
+def test_a_waiter_cancelled_after_its_turn_gives_the_slot_back() -> None:
+    async def scenario() -> tuple[int, int]:
+        flight = InFlightLimit()
+        for _ in range(flight.limit):
+            await flight.acquire()
+        waiting = asyncio.ensure_future(flight.acquire())
+        await asyncio.sleep(0)
+        flight.release(None)  # hands the slot to the waiter...
+        waiting.cancel()  # ...which is cancelled before it runs
+        await asyncio.gather(waiting, return_exceptions=True)
+        return flight.active, flight.limit
+
+    active, limit = asyncio.run(scenario())
+    assert active == limit - 1

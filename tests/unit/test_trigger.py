@@ -1,4 +1,4 @@
-"""VeoTaskTrigger: serialization and the polling loop, against respx."""
+"""VeoTaskTrigger: serialization and the polling loop, against the API on a loopback port."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ import asyncio
 import importlib
 import json
 import time
+from types import SimpleNamespace
 from typing import Any
 
-import httpx
 import pytest
-import respx
 
+from airflow_provider_veo.triggers import veo as trigger_module
 from airflow_provider_veo.triggers.veo import VeoTaskTrigger
 
 from .conftest import API_KEY, JOB_URL, VIDEO_ID, error_json, job_json
+from .loopback_api import Answer, LoopbackApi, serving
+
+JOB_PATH = JOB_URL.split("api.test", 1)[1]
 
 
 def _trigger(**kwargs: Any) -> VeoTaskTrigger:
@@ -30,8 +33,9 @@ def _events(trigger: VeoTaskTrigger) -> list[dict[str, Any]]:
     return asyncio.run(asyncio.wait_for(collect(), timeout=10))
 
 
-def _responses(router: respx.MockRouter, *answers: Any) -> respx.Route:
-    return router.get(JOB_URL).mock(side_effect=list(answers))
+def _responses(*answers: Answer | str) -> LoopbackApi:
+    """The API answering each GET with the next answer, then the last one again."""
+    return LoopbackApi(*answers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,13 +85,13 @@ def test_default_end_time_is_a_fixed_deadline() -> None:
 
 def test_completed_yields_one_success_event() -> None:
     completed = job_json(status="completed", progress=100, video_url="https://cdn.test/v.mp4")
-    with respx.mock() as router:
-        route = _responses(
-            router,
-            httpx.Response(200, json=job_json(status="queued")),
-            httpx.Response(200, json=job_json(status="in_progress", progress=50)),
-            httpx.Response(200, json=completed),
+    with serving(
+        _responses(
+            Answer(200, json=job_json(status="queued")),
+            Answer(200, json=job_json(status="in_progress", progress=50)),
+            Answer(200, json=completed),
         )
+    ) as route:
         events = _events(_trigger())
     assert route.call_count == 3
     assert len(events) == 1
@@ -103,10 +107,7 @@ def test_completed_yields_one_success_event() -> None:
 @pytest.mark.parametrize("status", ["failed", "error", "FAILED", "cancelled", "canceled", "Canceled"])
 def test_failed_or_error_yields_failed_event(status: str) -> None:
     failed = job_json(status=status, error={"code": "content_policy_violation", "message": "refused"})
-    with respx.mock() as router:
-        _responses(
-            router, httpx.Response(200, json=job_json(status="in_progress")), httpx.Response(200, json=failed)
-        )
+    with serving(_responses(Answer(200, json=job_json(status="in_progress")), Answer(200, json=failed))):
         events = _events(_trigger())
     assert len(events) == 1
     [event] = events
@@ -117,13 +118,13 @@ def test_failed_or_error_yields_failed_event(status: str) -> None:
 
 
 def test_unknown_status_keeps_polling(logs: Any) -> None:
-    with respx.mock() as router:
-        route = _responses(
-            router,
-            httpx.Response(200, json=job_json(status="RENDERING")),
-            httpx.Response(200, json=job_json(status="RENDERING")),
-            httpx.Response(200, json=job_json(status="SUCCESS", progress=100)),
+    with serving(
+        _responses(
+            Answer(200, json=job_json(status="RENDERING")),
+            Answer(200, json=job_json(status="RENDERING")),
+            Answer(200, json=job_json(status="SUCCESS", progress=100)),
         )
+    ) as route:
         events = _events(_trigger())
     assert route.call_count == 3
     assert [e["status"] for e in events] == ["success"]
@@ -132,22 +133,21 @@ def test_unknown_status_keeps_polling(logs: Any) -> None:
 
 
 def test_transient_errors_keep_polling() -> None:
-    with respx.mock() as router:
-        route = _responses(
-            router,
-            *[httpx.Response(503, json=error_json("no available channel", "model_not_found"))] * 7,
-            httpx.ConnectError("connection refused"),
-            httpx.Response(502, text="<html>bad gateway</html>"),
-            httpx.Response(200, json=job_json(status="completed")),
+    with serving(
+        _responses(
+            *[Answer(503, json=error_json("no available channel", "model_not_found"))] * 7,
+            "refused",
+            Answer(502, text="<html>bad gateway</html>"),
+            Answer(200, json=job_json(status="completed")),
         )
+    ) as route:
         events = _events(_trigger())
     assert route.call_count == 10
     assert [e["status"] for e in events] == ["success"]
 
 
 def test_401_yields_error_event() -> None:
-    with respx.mock() as router:
-        route = router.get(JOB_URL).respond(401, json=error_json("Invalid token (request id: q-1)"))
+    with serving(_responses(Answer(401, json=error_json("Invalid token (request id: q-1)")))) as route:
         events = _events(_trigger())
     assert route.call_count == 1
     assert len(events) == 1
@@ -159,8 +159,7 @@ def test_401_yields_error_event() -> None:
 
 
 def test_404_yields_error_event() -> None:
-    with respx.mock() as router:
-        router.get(JOB_URL).respond(404, json=error_json("task not found"))
+    with serving(_responses(Answer(404, json=error_json("task not found")))):
         events = _events(_trigger())
     assert [e["status"] for e in events] == ["error"]
 
@@ -169,8 +168,7 @@ def test_missing_connection_key_yields_error_event(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv(
         "AIRFLOW_CONN_VEO_DEFAULT", json.dumps({"conn_type": "veo", "host": "http://api.test"})
     )
-    with respx.mock(assert_all_called=False) as router:
-        route = router.get(JOB_URL).respond(200, json=job_json())
+    with serving(_responses(Answer(200, json=job_json()))) as route:
         events = _events(_trigger())
         assert route.call_count == 0
     assert [e["status"] for e in events] == ["error"]
@@ -178,8 +176,7 @@ def test_missing_connection_key_yields_error_event(monkeypatch: pytest.MonkeyPat
 
 
 def test_end_time_in_the_past_yields_timeout() -> None:
-    with respx.mock() as router:
-        route = router.get(JOB_URL).respond(200, json=job_json(status="in_progress"))
+    with serving(_responses(Answer(200, json=job_json(status="in_progress")))) as route:
         events = _events(_trigger(end_time=time.time() - 1))
     assert route.call_count == 1
     assert len(events) == 1
@@ -188,49 +185,39 @@ def test_end_time_in_the_past_yields_timeout() -> None:
 
 
 def test_deadline_reached_while_polling_yields_timeout() -> None:
-    with respx.mock() as router:
-        route = router.get(JOB_URL).respond(200, json=job_json(status="in_progress"))
+    with serving(_responses(Answer(200, json=job_json(status="in_progress")))) as route:
         events = _events(_trigger(poll_interval=0.05, end_time=time.time() + 0.3))
     assert [e["status"] for e in events] == ["timeout"]
     assert 2 <= route.call_count <= 10
 
 
 def test_completed_even_after_deadline_is_success() -> None:
-    with respx.mock() as router:
-        router.get(JOB_URL).respond(200, json=job_json(status="completed"))
+    with serving(_responses(Answer(200, json=job_json(status="completed")))):
         events = _events(_trigger(end_time=time.time() - 1))
     assert [e["status"] for e in events] == ["success"]
 
 
-def test_only_gets_and_one_client_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    created: list[httpx.AsyncClient] = []
-
-    class CountingClient(httpx.AsyncClient):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            created.append(self)
-
-    monkeypatch.setattr(httpx, "AsyncClient", CountingClient)
-    with respx.mock() as router:
+def test_only_gets_and_one_client_per_run() -> None:
+    with serving(
         _responses(
-            router,
-            *[
-                httpx.Response(200, json=job_json(status="in_progress", progress=p))
-                for p in range(0, 100, 10)
-            ],
-            httpx.Response(503),
-            httpx.Response(200, json=job_json(status="completed")),
+            *[Answer(200, json=job_json(status="in_progress", progress=p)) for p in range(0, 100, 10)],
+            Answer(503, text=""),
+            Answer(200, json=job_json(status="completed")),
         )
+    ) as router:
         events = _events(_trigger())
-        methods = {call.request.method for call in router.calls}
-        paths = {call.request.url.path for call in router.calls}
-        auth = {call.request.headers.get("Authorization") for call in router.calls}
+        methods = {call.method for call in router.calls}
+        paths = {call.path for call in router.calls}
+        auth = {call.headers.get("Authorization") for call in router.calls}
+        hosts = {call.host for call in router.calls}
         assert len(router.calls) == 12
     assert methods == {"GET"}
     assert paths == {"/v1/videos/veo3.1:1764905797-816jUFZAkM"}
     assert auth == {f"Bearer {API_KEY}"}
+    assert hosts == {"api.test"}
+    created = router.sessions
     assert len(created) == 1
-    assert created[0].is_closed
+    assert created[0].closed
     assert len(events) == 1
 
 
@@ -242,17 +229,34 @@ def test_polls_at_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
         slept.append(delay)
         return await real_sleep(0)
 
-    with respx.mock() as router:
+    with serving(
         _responses(
-            router,
-            *[httpx.Response(200, json=job_json(status="in_progress"))] * 3,
-            httpx.Response(200, json=job_json(status="completed")),
+            *[Answer(200, json=job_json(status="in_progress"))] * 3,
+            Answer(200, json=job_json(status="completed")),
         )
-        monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    ):
+        # The trigger's own sleeps: aiohttp and the loopback server sleep(0) in the same loop too.
+        monkeypatch.setattr(
+            trigger_module, "asyncio", SimpleNamespace(**{**vars(asyncio), "sleep": fake_sleep})
+        )
         events = _events(_trigger(poll_interval=15))
     assert [e["status"] for e in events] == ["success"]
     assert len(slept) == 3
     assert all(15 <= s <= 16.5 for s in slept), slept
+
+
+def test_progress_is_logged_only_when_debugging(logs: Any) -> None:
+    """A change of status is logged; a change of progress alone costs a line only at DEBUG."""
+    answers = [Answer(200, json=job_json(status="in_progress", progress=p)) for p in (10, 20, 30)] + [
+        Answer(200, json=job_json(status="completed", progress=100))
+    ]
+    with serving(_responses(*answers)):
+        _events(_trigger())
+    lines = [line for line in logs.lines("info") if line.startswith(f"Video {VIDEO_ID}: status")]
+    assert lines == [
+        f"Video {VIDEO_ID}: status 'in_progress', progress 10%",
+        f"Video {VIDEO_ID}: status 'completed', progress 100%",
+    ]
 
 
 def test_on_kill_logs_the_video_id(logs: Any) -> None:
