@@ -14,6 +14,7 @@ import socketserver
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -85,6 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
     listener = ""
     server: _Server
     record: RecordedRequest
+    #: The record of the request being handled, handed to the recorder's listeners once it is done.
+    _pending: RecordedRequest | None = None
 
     def setup(self) -> None:
         super().setup()
@@ -95,6 +98,14 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.connections_lock:
             self.server.connections.discard(self.connection)
         super().finish()
+
+    def handle_one_request(self) -> None:
+        self._pending = None
+        try:
+            super().handle_one_request()
+        finally:
+            if self._pending is not None:
+                self.server.recorder.finished(self._pending)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: a benchmark makes thousands of requests."""
@@ -115,6 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
             at=time.time(),
         )
         self.server.recorder.add(self.record)
+        self._pending = self.record
 
     def _reply(self, reply: Reply) -> None:
         if isinstance(reply, Drop):
@@ -378,6 +390,12 @@ class VeoEmulator:
     def cdn_authorization_attempts(self) -> int:
         """How many CDN requests carried an ``Authorization`` header (and were refused)."""
         return sum(1 for r in self.requests if r.listener == "cdn" and "authorization" in r.headers)
+
+    def on_request(self, listener: Callable[[RecordedRequest], None]) -> None:
+        """Call ``listener`` with each request once it has been answered (``status`` final, ``None``
+        for a dropped connection), on the thread that served it. ``--record`` and ``--verbose`` use it.
+        """
+        self._recorder.subscribe(listener)
 
     def reset_records(self) -> None:
         """Forget recorded requests and CDN authorization attempts; jobs stay."""
