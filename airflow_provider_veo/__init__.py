@@ -39,6 +39,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": integration, "python-modules": ["airflow_provider_veo.triggers.veo"]}
         ],
+        "extra-links": ["airflow_provider_veo.links.VeoStoredVideoLink"],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_veo.hooks.veo.VeoHook",
