@@ -2,16 +2,71 @@
 
 from __future__ import annotations
 
+import copy
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
 
 #: How the connection form looks; shared by the provider info (Airflow 3.2+) and the hook (3.1).
+#: "extra" is hidden: its options are the fields of :data:`CONN_FIELDS`, which the form stores in the
+#: extra JSON under their own names (Airflow 3's UI keeps its "Extra Fields JSON" editor regardless).
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden_fields": ["schema", "port", "login", "extra"],
     "relabeling": {"host": "Base URL", "password": "API Key"},
     "placeholders": {"host": "https://api.cometapi.com", "password": "sk-..."},
 }
+
+#: The connection's extra options as ``conn-fields`` (Airflow 3.2+ builds the form from them). The
+#: UI stores each in the extra JSON under its name, the keys the hook reads; the defaults are the
+#: hook's own (``api.DEFAULT_REQUEST_TIMEOUT``, ``api.DEFAULT_CREATE_TIMEOUT``, ``RetryPolicy``).
+#: Types without "null" make the form require a value, so a cleared field cannot be saved as null.
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "timeout": {
+        "label": "Read timeout (seconds)",
+        "description": "Seconds to wait for each read of an answer, a job's status or the video's bytes.",
+        "schema": {"type": "number", "default": 60, "minimum": 1},
+    },
+    "create_timeout": {
+        "label": "Create timeout (seconds)",
+        "description": (
+            "Seconds to wait for the answer to a create request (POST /v1/videos); "
+            "the gateway can take minutes to accept a job."
+        ),
+        "schema": {"type": "number", "default": 300, "minimum": 1},
+    },
+    "max_retries": {
+        "label": "Max retries",
+        "description": (
+            "Retries of a request that failed transiently (connection reset, 429, 5xx), "
+            "with exponential backoff; a create is retried only when its answer proves no job was made."
+        ),
+        "schema": {"type": "integer", "default": 4, "minimum": 0},
+    },
+    "retry_base_delay": {
+        "label": "Retry base delay (seconds)",
+        "description": "The first backoff's upper bound; each retry doubles it (jittered, capped).",
+        "schema": {"type": "number", "default": 1, "minimum": 0},
+    },
+}
+
+
+def connection_form_widgets() -> dict[str, Any]:
+    """:data:`CONN_FIELDS` as the WTForms fields Airflow 3.1 reads from ``get_connection_form_widgets()``.
+
+    Airflow 3.1's UI turns them into form fields with WTForms (or its stand-ins for it when WTForms
+    is not installed) patched in, so ``wtforms`` is looked up at call time. 3.1 renders integer
+    fields, which may be left empty (the hook then uses the default), and knows no minimums;
+    fractional seconds remain possible through the extra JSON. 3.2+ does not call this: it reads
+    ``conn-fields`` from the provider info.
+    """
+    wtforms = importlib.import_module("wtforms")
+    return {
+        name: wtforms.IntegerField(
+            field["label"], description=field["description"], default=field["schema"]["default"]
+        )
+        for name, field in CONN_FIELDS.items()
+    }
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -45,7 +100,7 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_provider_veo.hooks.veo.VeoHook",
                 "hook-name": integration,
                 "connection-type": "veo",
-                "conn-fields": {},
+                "conn-fields": copy.deepcopy(CONN_FIELDS),
                 "ui-field-behaviour": {
                     "hidden-fields": UI_FIELD_BEHAVIOUR["hidden_fields"],
                     "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],

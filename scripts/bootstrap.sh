@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Create or refresh the project's virtual environment: the provider (editable), Airflow and the test tools.
-# VEO_VENV picks the folder (default .venv), AIRFLOW_VERSION the Airflow release (default 3.3.2).
+# Create or refresh the project's virtual environment: the provider (editable), Airflow and the
+# development tools (pyproject.toml's `dev` dependency group: pytest, the HTTP mocks, ruff, mypy,
+# playwright, build, the Celery deployment's providers).
+# VEO_VENV picks the folder (default .venv), AIRFLOW_VERSION the Airflow release (default 3.3.2),
+# PYTHON the interpreter that creates the venv (default python3; an existing venv must match it).
 # Sourced by demo.sh and test.sh; prints the venv's python on stdout when run directly.
 set -euo pipefail
 
@@ -10,16 +13,29 @@ VEO_NEWEST_AIRFLOW=3.3.2
 airflow_version=${AIRFLOW_VERSION:-$VEO_NEWEST_AIRFLOW}
 python=${PYTHON:-python3}
 
+python_minor() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
 if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv" >&2
+elif [ -n "${PYTHON:-}" ] && [ "$(python_minor "$venv/bin/python")" != "$(python_minor "$python")" ]; then
+    echo "$venv has Python $(python_minor "$venv/bin/python"), not $(python_minor "$python") as" \
+        "PYTHON=$python asks: remove it or pick another VEO_VENV" >&2
+    exit 1
+fi
+# The newest Airflow also gets the optional OpenLineage provider, so its facets are tested there and
+# the older ones prove the provider works without it.
+extras=""
+if [ "$airflow_version" = "$VEO_NEWEST_AIRFLOW" ]; then
+    extras="[openlineage]"
 fi
 stamp="$venv/.veo-installed"
-want="$airflow_version $(cat "$root/pyproject.toml" | sha256sum | cut -c1-16)"
+want="$airflow_version $extras $(cat "$root/pyproject.toml" | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "Installing apache-airflow==$airflow_version and the provider into $venv ..." >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check uv >&2
+    echo "Installing apache-airflow==$airflow_version, the provider and the dev group into $venv ..." >&2
+    # uv installs a PEP 735 dependency group from a pyproject.toml path (--group path:name); the floor
+    # is the release this was tested with.
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "uv>=0.13" >&2
     "$venv/bin/python" -m uv pip install --quiet --python "$venv/bin/python" \
-        "apache-airflow==$airflow_version" -e "$root[test]" >&2
+        "apache-airflow==$airflow_version" -e "$root$extras" --group "$root/pyproject.toml:dev" >&2
     echo "$want" > "$stamp"
 fi
 VEO_PYTHON="$venv/bin/python"

@@ -6,12 +6,24 @@ temporary home with a SQLite metadata DB, migrated once by the end-to-end fixtur
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from airflow_provider_veo.testing.runner import airflow_environment
+
+# The provider's pytest fixture (veo_emulator) is opt-in, as for any user of the provider. An install
+# made before it was (its metadata still has the pytest11 entry point) has pytest load it already:
+# pytest reads every distribution's entry points, as here.
+_PLUGIN = "airflow_provider_veo.testing.pytest_plugin"
+if not any(
+    entry.group == "pytest11" and entry.value == _PLUGIN
+    for dist in importlib.metadata.distributions()
+    for entry in dist.entry_points
+):
+    pytest_plugins = [_PLUGIN]
 
 ROOT = Path(__file__).resolve().parent.parent
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="veo-tests-airflow-"))
