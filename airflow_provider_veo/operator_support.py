@@ -13,12 +13,16 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from airflow_provider_veo.api import VeoError
+from airflow_provider_veo.api import VeoError, VeoInputError
 
 try:  # Airflow 3.2+
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 except ImportError:  # Airflow 3.1
-    from airflow.exceptions import AirflowFailException, AirflowSensorTimeout  # type: ignore[no-redef]
+    from airflow.exceptions import (  # type: ignore[no-redef]
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
 
 if TYPE_CHECKING:
     from airflow_provider_veo.hooks.veo import VeoHook
@@ -26,8 +30,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AirflowFailException",
     "AirflowSensorTimeout",
+    "AirflowSkipException",
     "VeoHookMixin",
     "default_deferrable",
+    "parse_bool",
     "task_outcomes",
 ]
 
@@ -55,6 +61,18 @@ def default_deferrable() -> bool:
     except ImportError:  # Airflow 3.1
         from airflow.configuration import conf
     return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
+
+
+def parse_bool(field_name: str, value: object) -> bool:
+    """A switch that may arrive templated, as the text Jinja renders (``"False"``), or as a bool."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "none", ""):
+        return False
+    raise VeoInputError(field_name, f"expected true or false, got {value!r}")
 
 
 @contextmanager

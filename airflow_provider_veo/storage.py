@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, TypeGuard
+from typing import IO, TYPE_CHECKING, TypeGuard, cast
 
 from airflow_provider_veo.api import VeoInputError, video_filename
 
@@ -66,6 +67,32 @@ def write_error(target: Path | ObjectStoragePath, exc: OSError) -> VeoInputError
     return VeoInputError("destination", f"cannot write the video to {where}: {exc}; nothing was left there")
 
 
+def canonical_uri(target: Path | ObjectStoragePath) -> str:
+    """Where the file is, without a connection id or credentials: ``file:///abs/path``,
+    ``s3://bucket/key``, ``gs://bucket/key``. Assets and lineage name a stored video by it."""
+    if _is_local(target):
+        return target.resolve().as_uri()
+    remote = cast("ObjectStoragePath", target)
+    return f"{remote.protocol}://{remote.path.lstrip('/')}"
+
+
+def sidecar_of(target: Path | ObjectStoragePath) -> Path | ObjectStoragePath:
+    """The manifest's location beside a video: ``clip.mp4`` -> ``clip.json``."""
+    return target.with_suffix(".json")
+
+
+def write_all_or_nothing(target: Path | ObjectStoragePath, content: bytes) -> str:
+    """Write a small file (a manifest, a summary) the way videos are written; returns its ``uri``."""
+    staged = StagedFile(target)
+    with staged as sink:
+        try:
+            sink.write(content)
+        except OSError as exc:
+            raise write_error(target, exc) from exc
+        staged.publish()
+    return staged.uri
+
+
 def _is_local(target: Path | ObjectStoragePath) -> TypeGuard[Path]:
     """A plain local path. On Airflow 3.1 (universal_pathlib 0.2) ObjectStoragePath subclasses Path too."""
     return isinstance(target, Path) and not getattr(target, "protocol", "")
@@ -92,15 +119,16 @@ class StagedFile:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise VeoInputError("destination", f"cannot create folder {folder}: {exc}") from exc
+        name = Path(folder or tempfile.gettempdir()) / f".{self.target.name}.{secrets.token_hex(6)}.part"
         try:
-            handle, name = tempfile.mkstemp(
-                prefix=f".{self.target.name}.", suffix=".part", dir=folder and str(folder)
-            )
+            # Mode 0o666 less the umask, as a plain open() would give: the published file is readable by
+            # the transcoder or web server that the umask lets read it (mkstemp would make it 0600).
+            handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except OSError as exc:
             raise VeoInputError(
                 "destination", f"cannot write to {folder or 'the temp folder'}: {exc}"
             ) from exc
-        self._temp_path = Path(name)
+        self._temp_path = name
         self._file = os.fdopen(handle, "wb")
         return self._file
 

@@ -1,4 +1,4 @@
-"""The steps every wait for a job shares: poll once, and hand the wait to the triggerer.
+"""The steps every wait for a job shares: poll once, wait in the worker, or hand the wait to the triggerer.
 
 The create-and-wait operator, the sensor and the trigger all poll through :func:`poll_once` (or
 :func:`apoll_once` in the event loop), so a "not found yet" or an outage means the same thing to
@@ -8,13 +8,21 @@ each, and :class:`~airflow_provider_veo.api.JobWatch` decides what to do with it
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from airflow_provider_veo.api import PollOutcome, VeoJobNotFoundError, VeoTransientError
+from airflow_provider_veo.api import (
+    JobEvent,
+    JobWatch,
+    Logger,
+    PollOutcome,
+    VeoJobNotFoundError,
+    VeoTransientError,
+    VideoJob,
+)
 
 if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator
+    from airflow.sdk import BaseOperator, Context
 
     from airflow_provider_veo.hooks.veo import VeoAsyncClient, VeoHook
 
@@ -38,8 +46,23 @@ async def apoll_once(client: VeoAsyncClient, video_id: str) -> PollOutcome:
         return exc
 
 
+def time_left(operator: BaseOperator, context: Context, timeout: float) -> float:
+    """Seconds a wait may take: ``timeout``, cut to what remains of the task's ``execution_timeout``.
+
+    Airflow does not enforce ``execution_timeout`` while a task is deferred (apache/airflow#69678),
+    so the trigger's own deadline has to carry it, as the dbt Cloud and OpenAI providers do.
+    """
+    limit = operator.execution_timeout
+    started = getattr(context.get("ti"), "start_date", None)
+    if limit is None or started is None:
+        return timeout
+    elapsed = float((datetime.now(timezone.utc) - started).total_seconds())
+    return max(0.0, min(timeout, float(limit.total_seconds()) - elapsed))
+
+
 def defer_to_trigger(
     operator: BaseOperator,
+    context: Context,
     *,
     video_id: str,
     veo_conn_id: str,
@@ -47,17 +70,39 @@ def defer_to_trigger(
     timeout: float,
     visible_by: float | None,
 ) -> None:
-    """Free the worker slot: wait for the job in :class:`VeoTaskTrigger`, resuming ``execute_complete``."""
+    """Free the worker slot: wait for the job in :class:`VeoTaskTrigger`, resuming ``execute_complete``.
+
+    The trigger's deadline is ``timeout`` or what remains of ``execution_timeout``, whichever ends first.
+    """
     from airflow_provider_veo.triggers.veo import VeoTaskTrigger
 
+    seconds = time_left(operator, context, timeout)
     operator.defer(
         trigger=VeoTaskTrigger(
             video_id=video_id,
             veo_conn_id=veo_conn_id,
             poll_interval=poll_interval,
-            end_time=time.time() + timeout,
+            end_time=time.time() + seconds,
             visible_by=visible_by,
         ),
         method_name="execute_complete",
-        timeout=timedelta(seconds=timeout) + DEFERRAL_GRACE,
+        timeout=timedelta(seconds=seconds) + DEFERRAL_GRACE,
     )
+
+
+def wait_in_worker(
+    hook: VeoHook,
+    job: VideoJob,
+    *,
+    poll_interval: float,
+    timeout: float,
+    log: Logger,
+    visible_by: float | None,
+) -> JobEvent:
+    """Poll in the worker (``deferrable=False``) with the trigger's own decisions, until the job ends."""
+    watch = JobWatch(job.video_id, poll_interval, time.time() + timeout, log, visible_by=visible_by)
+    outcome: PollOutcome = job
+    while not isinstance(step := watch.after_poll(outcome), dict):
+        time.sleep(step)
+        outcome = poll_once(hook, job.video_id)
+    return step

@@ -115,6 +115,10 @@ _NO_REASON = (
 )
 
 
+class VeoSubmissionLimitError(VeoError):
+    """A task has already paid for ``max_submissions`` jobs across its tries: it submits no more."""
+
+
 class VeoTimeoutError(VeoError):
     """The job did not finish before the deadline. Retrying the task resumes waiting for the same job."""
 

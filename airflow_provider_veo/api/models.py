@@ -6,9 +6,11 @@ message naming the parameter, instead of after a paid request.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from airflow_provider_veo.api.errors import VeoInputError
@@ -159,6 +161,21 @@ def _reference_items(value: object) -> tuple[str, ...]:
     return tuple(result)
 
 
+#: Above this a prompt is sent with a warning: Veo's prompt is about a thousand tokens, and a token
+#: is some four characters of English; no hard limit is published for CometAPI's route.
+LONG_PROMPT_CHARS = 4000
+
+
+def request_fingerprint(request: VideoRequest, reference_sha256s: Sequence[str]) -> str:
+    """What identifies a request across tries: a cleared task whose request changed must not reuse
+    the job of the old one. Reference images count by content, not by location."""
+    canonical = json.dumps(
+        [request.model, request.prompt, request.seconds, request.size, list(reference_sha256s)],
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def build_request(
     *,
     prompt: object,
@@ -208,6 +225,12 @@ def build_request(
     if len(references) == 2 and spec and not spec.fixed_seconds and seconds_value not in (None, 8):
         warnings.append(
             "First + last frame uses CometAPI's self-developed route, which renders 8-second clips."
+        )
+    if len(prompt) > LONG_PROMPT_CHARS:
+        warnings.append(
+            f"The prompt is {len(prompt)} characters long. Veo reads about 1,000 tokens of prompt (some "
+            f"4,000 characters of English); CometAPI publishes no limit, so it is sent as is, but the "
+            "model may ignore or refuse the rest."
         )
     return VideoRequest(
         prompt=prompt,

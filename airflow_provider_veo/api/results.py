@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TypedDict
 
 
 class StoredVideo(TypedDict):
     """The return value (XCom) of the download and generate operators: where the MP4 is and what it is.
 
-    ``model``, ``seconds`` and ``size`` are what the API says of the job (the gateway's Veo channels
-    leave ``seconds`` and ``size`` out); ``duration_seconds``, ``width`` and ``height`` are read from
-    the MP4 itself, ``None`` when its ``moov`` box does not say.
+    ``model``, ``seconds`` and ``size`` are what the API says of the job, or what was asked where it
+    does not say (the gateway's Veo channels leave ``seconds`` and ``size`` out);
+    ``duration_seconds``, ``width`` and ``height`` are read from the MP4 itself, ``None`` when its
+    ``moov`` box does not say. ``prompt`` and ``input_reference`` say what made the file: the
+    prompt whole up to :data:`PROMPT_EXCERPT_CHARS` characters, else its start and an ellipsis
+    (``prompt_sha256`` is of the whole prompt), and the reference images' locations.
+    ``asset_uri`` is the canonical location, without a connection id or credentials
+    (``s3://bucket/key``, ``gs://bucket/key``, ``file:///abs/path``); ``uri`` reads it back with
+    ``ObjectStoragePath``. The prompt fields are ``None`` for a download task, which knows only
+    the video id.
     """
 
     video_id: str
     uri: str
+    asset_uri: str
     bytes: int
     sha256: str
     content_type: str
@@ -24,3 +33,30 @@ class StoredVideo(TypedDict):
     duration_seconds: float | None
     width: int | None
     height: int | None
+    prompt: str | None
+    prompt_sha256: str | None
+    input_reference: list[str]
+
+
+#: Prompts longer than this are carried as an excerpt (plus ``prompt_sha256``) in results and logs.
+PROMPT_EXCERPT_CHARS = 300
+
+
+class Usage(TypedDict):
+    """The ``usage`` XCom of a task that submits jobs: what it asked for and how often it paid."""
+
+    video_id: str
+    model: str
+    seconds: int | None
+    size: str | None
+    #: Create requests this task instance sent across all its tries (each may have started a paid job).
+    create_requests: int
+    try_number: int
+
+
+def prompt_fields(prompt: str) -> tuple[str, str]:
+    """The prompt as results and logs carry it (whole, or its start and an ellipsis), and its sha256."""
+    digest = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
+    if len(prompt) <= PROMPT_EXCERPT_CHARS:
+        return prompt, digest
+    return prompt[: PROMPT_EXCERPT_CHARS - 1] + "…", digest

@@ -32,7 +32,7 @@ from airflow_provider_veo.hooks.download import receive
 from airflow_provider_veo.hooks.settings import CONNECT_TIMEOUT as _CONNECT_TIMEOUT
 from airflow_provider_veo.hooks.settings import REQUEST_ID_HEADER
 from airflow_provider_veo.hooks.settings import Settings as _Settings
-from airflow_provider_veo.storage import resolve_destination
+from airflow_provider_veo.storage import canonical_uri, resolve_destination
 
 if TYPE_CHECKING:
     from airflow_provider_veo.hooks.async_client import (
@@ -96,6 +96,8 @@ class VeoHook(BaseHook):
     def __init__(self, veo_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.veo_conn_id = veo_conn_id
+        #: Create requests (POSTs, each of which may start a paid job) this hook has sent.
+        self.create_requests_sent = 0
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -150,6 +152,8 @@ class VeoHook(BaseHook):
                 time.sleep(step.seconds)
                 step = next(flow)
                 continue
+            if method == "POST":
+                self.create_requests_sent += 1
             try:
                 response = self._session.request(
                     method,
@@ -186,14 +190,19 @@ class VeoHook(BaseHook):
         )
         return self.submit(request)
 
-    def submit(self, request: VideoRequest) -> VideoJob:
-        """Submit an already validated request as ``multipart/form-data``, reference images included."""
+    def submit(self, request: VideoRequest, images: list[tuple[str, bytes, str]] | None = None) -> VideoJob:
+        """Submit an already validated request as ``multipart/form-data``, reference images included.
+
+        ``images`` are the references as :meth:`load_references` read them, when the caller already
+        did (to fingerprint the request); otherwise they are read here, before anything is sent.
+        """
         for warning in request.warnings:
             self.log.warning(warning)
         parts: list[tuple[str, tuple[str | None, bytes | str, str | None]]] = [
             (name, (None, value, None)) for name, value in request.form_fields()
         ]
-        parts += [("input_reference", image) for image in self.load_references(request)]
+        images = self.load_references(request) if images is None else images
+        parts += [("input_reference", image) for image in images]
         sent_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         try:
             job = self._job(self._call("POST", api.VIDEOS_PATH, files=parts))
@@ -204,7 +213,16 @@ class VeoHook(BaseHook):
                 "with VeoDownloadVideoOperator, or clear this task to pay for a new one.",
             )
             raise
-        self.log.info("Submitted video %s (model %s, status %s)", job.video_id, request.model, job.status)
+        self.log.info(
+            "Submitted video %s (status %s): model %s, %s s, size %s, prompt %r%s",
+            job.video_id,
+            job.status,
+            request.model,
+            request.seconds or "default",
+            request.size or "default",
+            api.prompt_fields(request.prompt)[0],
+            f", input_reference {list(request.references)}" if request.references else "",
+        )
         return job
 
     def load_references(self, request: VideoRequest) -> list[tuple[str, bytes, str]]:
@@ -296,18 +314,23 @@ class VeoHook(BaseHook):
                     failed_urls.add(url)
                 job = self.get_video(video_id)
                 continue
+            prompt, prompt_sha256 = api.prompt_fields(request.prompt) if request else (None, None)
             stored = StoredVideo(
                 video_id=video_id,
                 uri=written.uri,
+                asset_uri=canonical_uri(target),
                 bytes=written.size,
                 sha256=written.sha256,
                 content_type=written.content_type,
-                model=job.model,
-                seconds=job.seconds,
-                size=job.size,
+                model=job.model or (request.model if request else None),
+                seconds=job.seconds or (str(request.seconds) if request and request.seconds else None),
+                size=job.size or (request.size if request else None),
                 duration_seconds=written.mp4.duration_seconds,
                 width=written.mp4.width,
                 height=written.mp4.height,
+                prompt=prompt,
+                prompt_sha256=prompt_sha256,
+                input_reference=list(request.references) if request else [],
             )
             self.log.info(
                 "Wrote %s (%d bytes, sha256 %s, %s s, %sx%s)",

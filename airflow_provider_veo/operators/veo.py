@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,26 +11,34 @@ from airflow_provider_veo import api
 from airflow_provider_veo.api import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
-    JobEvent,
     JobState,
-    JobWatch,
     StoredVideo,
+    VeoError,
     VideoJob,
     VideoRequest,
 )
-from airflow_provider_veo.operator_support import VeoHookMixin, default_deferrable, task_outcomes
-from airflow_provider_veo.waiting import defer_to_trigger, poll_once
+from airflow_provider_veo.operator_support import VeoHookMixin, default_deferrable, parse_bool, task_outcomes
+from airflow_provider_veo.operators import durable
+from airflow_provider_veo.operators.durable import Submission, SubmitPolicy, submit_or_resume
+from airflow_provider_veo.waiting import defer_to_trigger, time_left, wait_in_worker
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+#: The grid's label of a mapped task when the user sets none: the start of its prompt.
+DEFAULT_MAP_LABEL = "{{ task.prompt | truncate(48, True, '…', 0) }}"
+#: XCom the "Stored video" link reads: the destination's canonical URI, pushed as soon as it is known.
+STORED_VIDEO_URI_KEY = "stored_video_uri"
 
 
 class _SubmittingOperator(VeoHookMixin, BaseOperator):
     """What the create and the generate operators share: the request's fields and a durable submit.
 
-    On Airflow 3.3+ the id is kept in the task's ``task_state_store``, so a retry of the task
-    reconnects to the job it already paid for instead of submitting a second one: a running or
-    completed job is reused, a failed one is submitted anew unless ``resubmit_failed`` is false.
+    On Airflow 3.3+ the job is kept in the task's ``task_state_store`` with a fingerprint of the
+    request, so a retry reconnects to the job it already paid for instead of submitting a second
+    one: a running or completed job is reused, a failed one is submitted anew unless
+    ``resubmit_failed`` is false, and a job made for a different request (a cleared task whose
+    prompt, model, seconds, size or reference images changed) is never reused.
 
     :param prompt: what the video shows.
     :param model: a model of :data:`airflow_provider_veo.api.MODELS`; an unknown name is sent with a warning.
@@ -42,15 +49,23 @@ class _SubmittingOperator(VeoHookMixin, BaseOperator):
         object storage URIs or http(s) URLs of PNG, JPEG or WebP files.
     :param veo_conn_id: the ``veo`` connection.
     :param resubmit_failed: on a retry after the earlier job failed, submit a new one (default) or fail.
+    :param reuse_previous_job: reuse the job of an earlier try of this task (default); false (templated)
+        renders anew on purpose, e.g. after clearing a task whose video was not liked.
+    :param max_submissions: the most jobs this task may pay for across all its tries (default: no cap).
     :param visibility_grace: seconds after a create during which "not found" is taken as a job the API
         has not stored yet (the gateway answers the create first), rather than as an unknown id.
     """
 
-    template_fields: Sequence[str] = ("prompt", "model", "seconds", "size", "input_reference")
-
-    #: task_state_store key of the submitted video (``{"video_id", "submitted_at"}``; a bare id from
-    #: earlier releases is read too); renaming it breaks resumes of in-flight retries.
-    STATE_KEY = "veo_video_id"
+    template_fields: Sequence[str] = (
+        "prompt",
+        "model",
+        "seconds",
+        "size",
+        "input_reference",
+        "reuse_previous_job",
+    )
+    #: task_state_store key of the durable submit.
+    STATE_KEY = durable.STATE_KEY
 
     def __init__(
         self,
@@ -62,6 +77,8 @@ class _SubmittingOperator(VeoHookMixin, BaseOperator):
         input_reference: str | list[str] | None = None,
         veo_conn_id: str = "veo_default",
         resubmit_failed: bool = True,
+        reuse_previous_job: bool | str = True,
+        max_submissions: int | None = None,
         visibility_grace: float = api.DEFAULT_VISIBILITY_GRACE,
         **kwargs: Any,
     ) -> None:
@@ -73,7 +90,19 @@ class _SubmittingOperator(VeoHookMixin, BaseOperator):
         self.input_reference = input_reference
         self.veo_conn_id = veo_conn_id
         self.resubmit_failed = resubmit_failed
+        self.reuse_previous_job = reuse_previous_job
+        self.max_submissions = max_submissions
         self.visibility_grace = visibility_grace
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """Map as usual; the grid labels each task by the start of its prompt unless told otherwise.
+
+        Set on the mapped operator, where Airflow reads ``map_index_template`` when it renders the label.
+        """
+        if kwargs.get("map_index_template") is None:
+            kwargs["map_index_template"] = DEFAULT_MAP_LABEL
+        return super().partial(**kwargs)
 
     def build_request(self) -> VideoRequest:
         return api.build_request(
@@ -84,108 +113,180 @@ class _SubmittingOperator(VeoHookMixin, BaseOperator):
             input_reference=self.input_reference,
         )
 
-    def submit_or_resume(self, context: Context) -> tuple[VideoJob, float]:
-        """Validate, then reuse the job of an earlier try of this task or submit a new one.
-
-        Returns the job and the epoch second until which "not found" means "not stored yet".
-        """
-        request = self.build_request()
-        store = context.get("task_state_store")
-        if store is None:
-            self.log.warning(
-                "This Airflow has no task_state_store (Airflow 3.3+): if this task fails after submitting "
-                "and is retried, the retry submits and pays for a new video."
-            )
-        elif earlier := _stored_submission(store.get(self.STATE_KEY)):
-            video_id, submitted_at = earlier
-            visible_by = submitted_at + self.visibility_grace
-            try:
-                job = self.hook.get_video(video_id)
-            except api.VeoJobNotFoundError:
-                if time.time() >= visible_by:
-                    raise
-                job = VideoJob(video_id=video_id, status="unknown")  # created moments ago, not stored yet
-            if job.state is not JobState.FAILED:
-                self.log.info(
-                    "Reusing video %s submitted by an earlier try (status %r): not submitting again",
-                    job.video_id,
-                    job.status,
-                )
-                self._remember(context, job)
-                return job, visible_by
-            if not self.resubmit_failed:
-                raise job.failure()
-            self.log.warning("Video %s of an earlier try ended %r; submitting anew", job.video_id, job.status)
-        job = self.hook.submit(request)
-        submitted_at = time.time()
-        if store is not None:
-            store.set(self.STATE_KEY, {"video_id": job.video_id, "submitted_at": submitted_at})
-        self._remember(context, job)
-        return job, submitted_at + self.visibility_grace
-
-    @staticmethod
-    def _remember(context: Context, job: VideoJob) -> None:
-        context["ti"].xcom_push(key="video_id", value=job.video_id)
-
-
-def _stored_submission(value: object) -> tuple[str, float] | None:
-    """The video id and submission time an earlier try stored; a bare id (older releases) has no time."""
-    if isinstance(value, dict) and value.get("video_id"):
-        return str(value["video_id"]), float(value.get("submitted_at") or 0.0)
-    if isinstance(value, str) and value:
-        return value, 0.0
-    return None
+    def submit_or_resume(self, context: Context) -> Submission:
+        """Validate, then reuse the job of an earlier try of this task or submit a new one."""
+        policy = SubmitPolicy(
+            reuse_previous_job=parse_bool("reuse_previous_job", self.reuse_previous_job),
+            resubmit_failed=self.resubmit_failed,
+            max_submissions=self.max_submissions,
+            visibility_grace=self.visibility_grace,
+        )
+        submission = submit_or_resume(self.hook, self.build_request(), context, policy, self.log)
+        context["ti"].xcom_push(key="video_id", value=submission.job.video_id)
+        context["ti"].xcom_push(key="usage", value=submission.usage)
+        return submission
 
 
 class VeoCreateVideoOperator(_SubmittingOperator):
     """Validate a video request and submit it once; return the video id (also pushed as XCom ``video_id``).
 
     Takes the request's parameters (see :class:`_SubmittingOperator`); a retry reuses the job an
-    earlier try paid for, on Airflow 3.3+.
+    earlier try paid for, on Airflow 3.3+. The XCom ``usage`` says what the task asked for and how
+    many create requests it sent across its tries.
     """
 
     ui_color = "#e8f0fe"
 
     def execute(self, context: Context) -> str:
         with task_outcomes():
-            job, _ = self.submit_or_resume(context)
-        return job.video_id
+            return self.submit_or_resume(context).job.video_id
 
 
-class VeoDownloadVideoOperator(VeoHookMixin, BaseOperator):
+class _StoringOperator(VeoHookMixin, BaseOperator):
+    """What the download and generate operators share: publishing a stored video to the rest of Airflow."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # An __init__ of its own: without one, Airflow's partial() reads BaseOperator's defaults through
+        # this class and maps the task with ``inlets=None``, which fails the mapped task at run time.
+        super().__init__(**kwargs)
+        #: The stored video, kept for the OpenLineage listener that asks right after ``execute``.
+        self._stored: StoredVideo | None = None
+
+    def _store(
+        self,
+        context: Context,
+        job: VideoJob,
+        destination: str,
+        request: VideoRequest | None,
+        write_manifest: bool,
+    ) -> StoredVideo:
+        """Download the finished job, then describe the file to assets, lineage and maybe a manifest."""
+        from airflow_provider_veo import publishing
+
+        try:
+            stored = self.hook.download_video(job.video_id, destination, job=job, request=request)
+            if write_manifest:
+                images = self.hook.load_references(request) if request else []
+                publishing.write_manifest(
+                    destination, stored, job, request, publishing.reference_sha256s(images)
+                )
+        except VeoError as exc:
+            if job.state is JobState.SUCCEEDED:
+                exc.args = (f"{exc}. {_paid_for(job.video_id, destination)}",)
+            raise
+        self._stored = stored
+        publishing.emit_asset_events(context, list(self.outlets), stored)
+        _lineage(self, stored)
+        return stored
+
+    def _push_link(self, context: Context, video_id: str, destination: str) -> None:
+        """What the "Stored video" link reads, pushed before any wait so a deferred task shows it too."""
+        from airflow_provider_veo.storage import canonical_uri, resolve_destination
+
+        context["ti"].xcom_push(
+            key=STORED_VIDEO_URI_KEY, value=canonical_uri(resolve_destination(destination, video_id))
+        )
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The stored video as the output, the reference images as inputs (OpenLineage provider only)."""
+        from airflow_provider_veo import publishing
+
+        return publishing.openlineage_facets(
+            self._stored, self._stored["input_reference"] if self._stored else []
+        )
+
+
+def _paid_for(video_id: str, destination: str) -> str:
+    return (
+        f"Video {video_id} is paid for and stays downloadable until its URL expires: fetch it with "
+        f"VeoDownloadVideoOperator(video_id={video_id!r}, destination=...) or "
+        f"`python -m airflow_provider_veo download {video_id} {destination}`"
+    )
+
+
+def _lineage(operator: BaseOperator, stored: StoredVideo) -> None:
+    from airflow_provider_veo import publishing
+
+    publishing.record_hook_lineage(operator, stored, stored["input_reference"])
+
+
+class VeoDownloadVideoOperator(_StoringOperator):
     """Stream a completed video to a local path or any object store, and return what was written.
 
     ``destination`` is a local path or an ObjectStoragePath URI (``file://``, ``s3://conn_id@bucket/key``,
-    ``gs://...``); one ending in ``/`` gets ``<id made safe for a file name>.mp4``. Returns a dict with
-    ``video_id``, ``uri``, ``bytes``, ``sha256``, ``content_type``, ``model``, ``seconds`` and ``size``.
+    ``gs://...``); one ending in ``/`` gets ``<id made safe for a file name>.mp4``. Returns the
+    :class:`~airflow_provider_veo.api.StoredVideo` dict. A job that is not finished fails the task
+    (retryable), unless ``wait_for_completion`` polls for it first.
+
+    :param wait_for_completion: wait in the worker for an unfinished job (``poll_interval``,
+        ``timeout``) instead of failing; for waiting without a worker slot use ``VeoTaskSensor``.
+    :param write_manifest: write ``<video>.json`` beside the MP4 once it is published.
     """
 
     template_fields: Sequence[str] = ("video_id", "destination")
     ui_color = "#e6f4ea"
 
     def __init__(
-        self, *, video_id: str, destination: str, veo_conn_id: str = "veo_default", **kwargs: Any
+        self,
+        *,
+        video_id: str,
+        destination: str,
+        veo_conn_id: str = "veo_default",
+        wait_for_completion: bool = False,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float = DEFAULT_TIMEOUT,
+        write_manifest: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.video_id = video_id
         self.destination = destination
         self.veo_conn_id = veo_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.write_manifest = write_manifest
 
     def execute(self, context: Context) -> StoredVideo:
         with task_outcomes():
-            return self.hook.download_video(str(self.video_id), self.destination)
+            video_id = str(self.video_id)
+            self._push_link(context, video_id, self.destination)
+            job = self.hook.get_video(video_id)
+            if not job.state.is_terminal and self.wait_for_completion:
+                event = wait_in_worker(
+                    self.hook,
+                    job,
+                    poll_interval=self.poll_interval,
+                    timeout=time_left(self, context, self.timeout),
+                    log=self.log,
+                    visible_by=None,
+                )
+                job = api.job_from_event(event)
+            if job.state is not JobState.SUCCEEDED:
+                if job.state is JobState.FAILED:
+                    raise job.failure()
+                raise api.VeoDownloadError(
+                    f"Video {video_id} is not finished (status {job.status!r}): wait for it with "
+                    "VeoTaskSensor before this task, create it with VeoGenerateVideoOperator, or set "
+                    "wait_for_completion=True"
+                )
+            return self._store(context, job, self.destination, None, self.write_manifest)
 
 
-class VeoGenerateVideoOperator(_SubmittingOperator):
+class VeoGenerateVideoOperator(_SubmittingOperator, _StoringOperator):
     """Create a video, wait for it (in the triggerer when deferrable) and download it, in one task.
 
     Takes the parameters of :class:`VeoCreateVideoOperator` and :class:`VeoDownloadVideoOperator`
-    and returns the download's dict. A retry resumes the same job on Airflow 3.3+ (see the create
-    operator), so a failed download or a lost worker never pays for a second video.
+    and returns the :class:`~airflow_provider_veo.api.StoredVideo` dict, with the prompt that made
+    it. A retry resumes the same job on Airflow 3.3+ (see the create operator), so a failed
+    download or a lost worker never pays for a second video. Mapped, each task is labelled in the
+    grid by the start of its prompt unless ``map_index_template`` says otherwise.
 
     :param poll_interval: seconds between status reads.
-    :param timeout: seconds to wait for the job before failing (a retry waits for the same job again).
+    :param timeout: seconds to wait for the job before failing (a retry waits for the same job again);
+        a shorter ``execution_timeout`` bounds the wait too, deferred or not.
     :param deferrable: wait in the triggerer, freeing the worker slot.
+    :param write_manifest: write ``<video>.json`` beside the MP4 once it is published.
     """
 
     template_fields: Sequence[str] = (*_SubmittingOperator.template_fields, "destination")
@@ -198,6 +299,7 @@ class VeoGenerateVideoOperator(_SubmittingOperator):
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float = DEFAULT_TIMEOUT,
         deferrable: bool | None = None,
+        write_manifest: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -205,39 +307,44 @@ class VeoGenerateVideoOperator(_SubmittingOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.write_manifest = write_manifest
 
     def execute(self, context: Context) -> StoredVideo:
         from airflow_provider_veo.storage import check_destination
 
         with task_outcomes():
             check_destination(self.destination)  # before paying for a video it could not store
-            job, visible_by = self.submit_or_resume(context)
+            submission = self.submit_or_resume(context)
+            job = submission.job
+            self._push_link(context, job.video_id, self.destination)
             if not job.state.is_terminal and self.deferrable:
                 defer_to_trigger(
                     self,
+                    context,
                     video_id=job.video_id,
                     veo_conn_id=self.veo_conn_id,
                     poll_interval=self.poll_interval,
                     timeout=self.timeout,
-                    visible_by=visible_by,
+                    visible_by=submission.visible_by,
                 )
-            return self._download(api.job_from_event(self._wait(job, visible_by)))
-
-    def _wait(self, job: VideoJob, visible_by: float) -> JobEvent:
-        """Poll in the worker (``deferrable=False``) with the trigger's own decisions."""
-        watch = JobWatch(
-            job.video_id, self.poll_interval, time.time() + self.timeout, self.log, visible_by=visible_by
-        )
-        outcome: api.PollOutcome = job
-        while not isinstance(step := watch.after_poll(outcome), dict):
-            time.sleep(step)
-            outcome = poll_once(self.hook, job.video_id)
-        return step
+            event = wait_in_worker(
+                self.hook,
+                job,
+                poll_interval=self.poll_interval,
+                timeout=time_left(self, context, self.timeout),
+                log=self.log,
+                visible_by=submission.visible_by,
+            )
+            return self._store(
+                context,
+                api.job_from_event(event),
+                self.destination,
+                self.build_request(),
+                self.write_manifest,
+            )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> StoredVideo:
         """Resume after the trigger fired: download a completed video, fail otherwise."""
         with task_outcomes():
-            return self._download(api.job_from_event(event))
-
-    def _download(self, job: VideoJob) -> StoredVideo:
-        return self.hook.download_video(job.video_id, self.destination, job=job, request=self.build_request())
+            job = api.job_from_event(event)
+            return self._store(context, job, self.destination, self.build_request(), self.write_manifest)

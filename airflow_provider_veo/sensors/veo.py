@@ -14,6 +14,7 @@ from airflow_provider_veo import api
 from airflow_provider_veo.api import DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, JobWatch
 from airflow_provider_veo.operator_support import (
     AirflowSensorTimeout,
+    AirflowSkipException,
     VeoHookMixin,
     default_deferrable,
     task_outcomes,
@@ -82,6 +83,7 @@ class VeoTaskSensor(VeoHookMixin, BaseSensorOperator):
             return done.xcom_value
         defer_to_trigger(
             self,
+            context,
             video_id=str(self.video_id),
             veo_conn_id=self.veo_conn_id,
             poll_interval=float(self.poke_interval),
@@ -100,6 +102,8 @@ class VeoTaskSensor(VeoHookMixin, BaseSensorOperator):
         """Resume after the trigger fired: the job's dict on success, a failure otherwise."""
         if event.get("status") == "timeout":
             raise AirflowSensorTimeout(event.get("message"))
+        if event.get("status") == "failed" and self.soft_fail:
+            raise AirflowSkipException(event.get("message"))  # as poke mode does with soft_fail
         with task_outcomes():
             job = api.job_from_event(event)
         self.log.info("Video %s is completed", job.video_id)

@@ -112,6 +112,8 @@ def multipart_parts(content_type: str, body: bytes) -> list[Part]:
 class FakeTI:
     """Records ``xcom_push`` calls."""
 
+    try_number = 1
+
     def __init__(self) -> None:
         self.pushed: list[tuple[str, Any]] = []
 

@@ -929,3 +929,32 @@ def test_watch_warns_of_an_unknown_status_once() -> None:
     for progress in (10, 20, 30):
         watch.after_poll(VideoJob(video_id="task_x", status="rendering", progress=progress))
     assert sum(level == "warning" for level, _ in log.lines) == 1
+
+
+def test_a_long_prompt_is_sent_with_a_warning() -> None:
+    assert not build_request(prompt="x" * api.LONG_PROMPT_CHARS).warnings
+    [warning] = build_request(prompt="x" * (api.LONG_PROMPT_CHARS + 1)).warnings
+    assert f"{api.LONG_PROMPT_CHARS + 1} characters" in warning
+
+
+def test_the_fingerprint_changes_with_everything_that_makes_the_video() -> None:
+    base = build_request(prompt="a fox", model="veo3.1", seconds=8, size="1280x720")
+    same = build_request(prompt="a fox", model="veo3.1", seconds="8", size="1280x720")
+    assert api.request_fingerprint(base, []) == api.request_fingerprint(same, [])
+    changed = [
+        build_request(prompt="a fox!", model="veo3.1", seconds=8, size="1280x720"),
+        build_request(prompt="a fox", model="veo3.1-fast", seconds=8, size="1280x720"),
+        build_request(prompt="a fox", model="veo3.1", seconds=6, size="1280x720"),
+        build_request(prompt="a fox", model="veo3.1", seconds=8, size="720x1280"),
+    ]
+    prints = {api.request_fingerprint(r, []) for r in changed} | {api.request_fingerprint(base, ["ab"])}
+    assert api.request_fingerprint(base, []) not in prints and len(prints) == 5
+
+
+def test_prompt_fields_keep_short_prompts_whole_and_cut_long_ones() -> None:
+    short, digest = api.prompt_fields("a fox")
+    assert short == "a fox" and len(digest) == 64
+    long_prompt = "y" * (api.PROMPT_EXCERPT_CHARS + 50)
+    excerpt, long_digest = api.prompt_fields(long_prompt)
+    assert len(excerpt) == api.PROMPT_EXCERPT_CHARS and excerpt.endswith("…")
+    assert long_digest != digest

@@ -601,6 +601,10 @@ def test_download_from_video_url(
         "duration_seconds": None,
         "width": None,
         "height": None,
+        "asset_uri": destination.resolve().as_uri(),
+        "prompt": None,  # a download alone knows only the video id
+        "prompt_sha256": None,
+        "input_reference": [],
     }
     [job_read] = _gets(requests_mock, JOB_URL)
     assert job_read.headers["Authorization"] == f"Bearer {API_KEY}"

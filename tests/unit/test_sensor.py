@@ -147,3 +147,15 @@ def test_execute_complete_error_event() -> None:
     event = api.error_event(VIDEO_ID, api.VeoBadRequestError("task not found"))
     with pytest.raises(AirflowFailException, match="task not found"):
         sensor.execute_complete({}, event)
+
+
+def test_deferred_sensor_with_soft_fail_skips_on_a_failed_job() -> None:
+    from airflow_provider_veo.operator_support import AirflowSkipException
+
+    failed = VideoJob.from_json(job_json(status="failed", error={"code": "policy", "message": "refused"}))
+    sensor = VeoTaskSensor(task_id="wait", video_id=VIDEO_ID, deferrable=True, soft_fail=True)
+    with pytest.raises(AirflowSkipException, match="refused"):
+        sensor.execute_complete({}, api.job_event(failed))
+    hard = VeoTaskSensor(task_id="wait2", video_id=VIDEO_ID, deferrable=True)
+    with pytest.raises(AirflowFailException, match="refused"):
+        hard.execute_complete({}, api.job_event(failed))
