@@ -1,11 +1,13 @@
 """Give the whole test session its own Airflow home before anything imports Airflow.
 
 Airflow reads its configuration once, at first import; unit tests and end-to-end runs share one
-temporary home with a SQLite metadata DB, migrated once by the end-to-end fixtures that need it.
+temporary home with a SQLite metadata DB, migrated once by the end-to-end fixtures that need it,
+and removed when the test process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib.metadata
 import os
 import shutil
@@ -27,6 +29,21 @@ if not any(
 
 ROOT = Path(__file__).resolve().parent.parent
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="veo-tests-airflow-"))
+_SESSION_PID = os.getpid()
+
+
+def _remove_airflow_home() -> None:
+    """Remove the session's Airflow home (DB, logs, DAG copies) when the test process exits.
+
+    At exit rather than at session finish: Airflow's own exit handlers, registered after this one
+    when Airflow is imported, run first and may still touch the DB. A forked child that runs exit
+    handlers leaves it alone. ``VEO_TESTS_KEEP_AIRFLOW_HOME=1`` keeps it, to look into after a run.
+    """
+    if os.getpid() == _SESSION_PID and not os.environ.get("VEO_TESTS_KEEP_AIRFLOW_HOME"):
+        shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+atexit.register(_remove_airflow_home)
 
 # dag.test() (Airflow 3.3) runs only DAGs of the DAGs folder: the examples and the tests' own DAGs.
 DAGS_FOLDER = AIRFLOW_HOME / "dags"
