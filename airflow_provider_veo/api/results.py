@@ -36,6 +36,8 @@ class StoredVideo(TypedDict):
     prompt: str | None
     prompt_sha256: str | None
     input_reference: list[str]
+    #: What the task that made it spent (the ``usage`` XCom); ``None`` for a download task.
+    usage: Usage | None
 
 
 #: Prompts longer than this are carried as an excerpt (plus ``prompt_sha256``) in results and logs.

@@ -335,16 +335,21 @@ class VeoGenerateVideoOperator(_SubmittingOperator, _StoringOperator):
                 log=self.log,
                 visible_by=submission.visible_by,
             )
-            return self._store(
+            stored = self._store(
                 context,
                 api.job_from_event(event),
                 self.destination,
                 self.build_request(),
                 self.write_manifest,
             )
+            stored["usage"] = submission.usage
+            return stored
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> StoredVideo:
         """Resume after the trigger fired: download a completed video, fail otherwise."""
         with task_outcomes():
             job = api.job_from_event(event)
-            return self._store(context, job, self.destination, self.build_request(), self.write_manifest)
+            stored = self._store(context, job, self.destination, self.build_request(), self.write_manifest)
+            ti = context["ti"]  # the usage pushed before deferring, by this same try
+            stored["usage"] = ti.xcom_pull(task_ids=ti.task_id, key="usage", map_indexes=ti.map_index)
+            return stored

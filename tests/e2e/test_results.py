@@ -66,6 +66,7 @@ def test_a_retry_whose_prompt_changed_pays_for_the_new_request(
     assert video["prompt"] == "a fox, take 2"
     assert "request changed" in capfd.readouterr().out
     assert task.xcom["usage"]["create_requests"] == 2 and task.xcom["usage"]["try_number"] == 2
+    assert video["usage"] == task.xcom["usage"]  # the result says the same
 
 
 @needs_task_state_store
@@ -107,6 +108,8 @@ def test_published_videos_carry_their_request_and_raise_asset_events(
     result = run("veo_results_published", tmp_path)
     assert result.state == "success"
     videos = [record.xcom["return_value"] for record in result.mapped("generate_video")]
+    # Deferred: the usage pushed before deferring reaches the result too.
+    assert [v["usage"] for v in videos] == [r.xcom["usage"] for r in result.mapped("generate_video")]
     prompts = ["A lighthouse at night, waves crashing on the rocks below it", "Steam over a coffee cup"]
     assert [v["prompt"] for v in videos] == prompts
     log = capfd.readouterr().out
@@ -214,3 +217,30 @@ def test_openlineage_sees_the_stored_video(emulator: VeoEmulator, tmp_path: Path
     assert output["outputFacets"]["outputStatistics"]["size"] == video["bytes"]
     assert complete["run"]["facets"]["externalQuery"]["externalQueryId"] == video["video_id"]
     assert emulator.api_key not in events.read_text()
+
+
+def test_the_example_pair_queues_the_consumer_for_every_stored_video(
+    emulator: VeoEmulator, tmp_path: Path
+) -> None:
+    """``veo_publish_video`` is scheduled on the alias the renderer's videos land in."""
+    from airflow.models.asset import AssetDagRunQueue, AssetModel
+    from airflow.utils.session import create_session
+
+    from .conftest import EXAMPLE_DAGS
+
+    os.environ["VEO_DESTINATION"] = f"{tmp_path}/"
+    try:
+        result = run_dag(dag_named("veo_render_for_publishing", "example_veo_assets.py"))
+    finally:
+        del os.environ["VEO_DESTINATION"]
+    assert (EXAMPLE_DAGS / "example_veo_assets.py").exists()
+    assert result.state == "success"
+    stored = {record.xcom["return_value"]["asset_uri"] for record in result.mapped("generate_video")}
+    with create_session() as session:
+        queued = {
+            uri
+            for (uri,) in session.query(AssetModel.uri)
+            .join(AssetDagRunQueue, AssetDagRunQueue.asset_id == AssetModel.id)
+            .filter(AssetDagRunQueue.target_dag_id == "veo_publish_video")
+        }
+    assert len(stored) == 2 and queued == stored

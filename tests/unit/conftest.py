@@ -113,12 +113,18 @@ class FakeTI:
     """Records ``xcom_push`` calls."""
 
     try_number = 1
+    task_id = "generate"
+    map_index = -1
 
     def __init__(self) -> None:
         self.pushed: list[tuple[str, Any]] = []
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.pushed.append((key, value))
+
+    def xcom_pull(self, *, task_ids: str, key: str, map_indexes: int) -> Any:
+        assert (task_ids, map_indexes) == (self.task_id, self.map_index)
+        return dict(self.pushed).get(key)
 
 
 class FakeStateStore:

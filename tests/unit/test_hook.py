@@ -605,6 +605,7 @@ def test_download_from_video_url(
         "prompt": None,  # a download alone knows only the video id
         "prompt_sha256": None,
         "input_reference": [],
+        "usage": None,
     }
     [job_read] = _gets(requests_mock, JOB_URL)
     assert job_read.headers["Authorization"] == f"Bearer {API_KEY}"

@@ -80,6 +80,10 @@ def _new_record(video_id: str, create_requests: int = 1, submissions: int = 1) -
     }
 
 
+def _without_usage(result: Any) -> dict[str, Any]:
+    return {key: value for key, value in result.items() if key != "usage"}
+
+
 def _pushed_ids(ti: FakeTI) -> list[Any]:
     return [value for key, value in ti.pushed if key == "video_id"]
 
@@ -271,7 +275,8 @@ def test_resume_of_a_job_not_stored_yet_waits_for_it(ti: FakeTI, sleeps: list[fl
     hook = _hook(get_video=[_not_found("task_old"), _not_found("task_old"), _job("completed", "task_old")])
     store = FakeStateStore(**{STATE_KEY: stored})
     result = _generate(hook, poll_interval=0.01).execute({"ti": ti, "task_state_store": store})
-    assert result == DOWNLOADED
+    assert _without_usage(result) == DOWNLOADED
+    assert "usage" in result
     hook.submit.assert_not_called()
     assert hook.get_video.call_count == 3
     assert store.sets == []
@@ -357,7 +362,8 @@ def test_generate_deferrable_with_completed_resumed_job_downloads_at_once(ti: Fa
     hook = _hook(get_video=[completed])
     store = FakeStateStore(**{STATE_KEY: _record("task_old")})
     result = _generate(hook, deferrable=True).execute({"ti": ti, "task_state_store": store})
-    assert result == DOWNLOADED
+    assert _without_usage(result) == DOWNLOADED
+    assert "usage" in result
     hook.submit.assert_not_called()
     hook.download_video.assert_called_once_with("task_old", "/data/videos/", job=completed, request=REQUEST)
 
@@ -367,7 +373,8 @@ def test_generate_execute_complete_downloads() -> None:
     hook = _hook()
     operator = _generate(hook, destination="s3://bucket/videos/")
     result = operator.execute_complete({"ti": FakeTI()}, api.job_event(completed))
-    assert result == DOWNLOADED
+    assert _without_usage(result) == DOWNLOADED
+    assert "usage" in result
     hook.download_video.assert_called_once_with(
         VIDEO_ID, "s3://bucket/videos/", job=completed, request=REQUEST
     )
@@ -408,7 +415,8 @@ def test_generate_polls_in_the_worker(ti: FakeTI, context: dict[str, Any], sleep
         get_video=[_job("in_progress", progress=20), VeoTransientError("HTTP 503"), completed],
     )
     result = _generate(hook, deferrable=False, poll_interval=30, timeout=3600).execute(context)
-    assert result == DOWNLOADED
+    assert _without_usage(result) == DOWNLOADED
+    assert "usage" in result
     assert hook.get_video.call_count == 3
     assert len(sleeps) == 3
     assert all(30 <= s <= 33 for s in sleeps), sleeps
