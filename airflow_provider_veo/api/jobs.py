@@ -176,7 +176,7 @@ class JobWatch:
         self._log_progress = log_progress
         self._clock = clock
         self._last: tuple[str, int | None] | None = None
-        self._unknown_statuses: set[str] = set()
+        self._unknown_statuses: set[str] | None = None  # made on the first unknown status
         self._said_not_visible = False
 
     def after_poll(self, outcome: PollOutcome) -> float | JobEvent:
@@ -226,8 +226,8 @@ class JobWatch:
         progress = "" if job.progress is None else f", progress {job.progress}%"
         if job.state is not JobState.UNKNOWN:
             self._log.info("Video %s: status %r%s", job.video_id, job.status, progress)
-        elif job.status not in self._unknown_statuses:
-            self._unknown_statuses.add(job.status)
+        elif self._unknown_statuses is None or job.status not in self._unknown_statuses:
+            self._unknown_statuses = (self._unknown_statuses or set()) | {job.status}
             self._log.warning(
                 "Video %s: status %r%s is not one this provider knows; treating it as still running",
                 job.video_id,

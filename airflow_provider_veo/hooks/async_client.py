@@ -17,7 +17,7 @@ import ssl
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +118,40 @@ class InFlightLimit:
                 waiter.set_result(None)
 
 
+#: How long one read of a connection serves the triggers that start after it in the same event loop:
+#: 1,000 triggers started together (a triggerer restart) read their connection once, not 1,000 times
+#: (each read walks Airflow's secrets backends). A trigger keeps the key it started with, whatever
+#: the TTL, so this adds at most this many seconds to how long a rotated key is still used.
+SETTINGS_TTL = 30.0
+
+_SETTINGS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future[Settings]]]
+] = weakref.WeakKeyDictionary()  # when each was read, and the read
+
+
+async def shared_settings(conn_id: str, read: Callable[[], Awaitable[Settings]]) -> Settings:
+    """The settings of ``conn_id`` for this event loop: ``read()`` once per :data:`SETTINGS_TTL`,
+    shared by every caller meanwhile (those that arrive while it runs wait for it). A failed read
+    is not kept: the next caller reads again."""
+    loop = asyncio.get_running_loop()
+    cache = _SETTINGS.setdefault(loop, {})
+    entry = cache.get(conn_id)
+    if entry is None or loop.time() - entry[0] >= SETTINGS_TTL:
+        reading = asyncio.ensure_future(read())
+        entry = cache[conn_id] = (loop.time(), reading)
+
+        def forget_failure(done: asyncio.Future[Settings]) -> None:
+            if (done.cancelled() or done.exception() is not None) and cache.get(conn_id) is entry:
+                del cache[conn_id]
+
+        reading.add_done_callback(forget_failure)
+    settings = entry[1]
+    if settings.done():
+        return settings.result()
+    # Shielded: a caller cancelled while waiting must not cancel the read the others wait for.
+    return await asyncio.shield(settings)
+
+
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
     """One SSL context for every session: building one costs tens of milliseconds of CPU."""
@@ -139,24 +173,38 @@ _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Settings, Sha
 )
 
 
-class UseSharedSession:
-    """One ``aiohttp.ClientSession`` per event loop and connection settings, closed when its last user leaves.
+class SharedClient:
+    """``async with``: a :class:`VeoAsyncClient` over the session of this event loop and connection
+    settings, made when the first user arrives and closed when the last one leaves.
 
     Sharing lets the triggers share a few keep-alive connections (at most
     :data:`MAX_REQUESTS_IN_FLIGHT`) instead of each holding its own client and opening a new
     connection, TLS handshake included, at every poll: less CPU, memory and garbage per poll, and
-    fewer connections on the API. ``polls_per_second`` is the demand this user adds to the limit.
+    fewer connections on the API. ``read`` reads the connection (once per :data:`SETTINGS_TTL` for
+    all users, see :func:`shared_settings`); ``polls_per_second`` is the demand this user adds to
+    the limit. What :meth:`VeoHook.async_client` returns: one small object per trigger.
 
-    A class rather than an ``@asynccontextmanager`` generator: a trigger whose ``run()`` is dropped
-    after its first event (``dag.test()`` does so) is then closed in one piece when the loop shuts down.
+    A class rather than an ``@asynccontextmanager`` generator: lighter, and a trigger whose ``run()``
+    is dropped after its first event (``dag.test()`` does so) is closed in one piece when the loop
+    shuts down.
     """
 
-    def __init__(self, settings: Settings, polls_per_second: float = 0.0) -> None:
-        self._settings = settings
+    __slots__ = ("_conn_id", "_demand", "_read", "_sessions", "_settings", "_shared", "_warn")
+
+    def __init__(
+        self,
+        conn_id: str,
+        read: Callable[[], Awaitable[Settings]],
+        warn: Callable[..., None],
+        polls_per_second: float = 0.0,
+    ) -> None:
+        self._conn_id = conn_id
+        self._read = read
+        self._warn = warn
         self._demand = polls_per_second
 
-    async def __aenter__(self) -> SharedSession:
-        settings = self._settings
+    async def __aenter__(self) -> VeoAsyncClient:
+        settings = self._settings = await shared_settings(self._conn_id, self._read)
         self._sessions = sessions = _SHARED.setdefault(asyncio.get_running_loop(), {})
         shared = sessions.get(settings)
         if shared is None:
@@ -167,7 +215,7 @@ class UseSharedSession:
         shared.users += 1
         shared.limit.add_demand(self._demand)
         self._shared = shared
-        return shared
+        return VeoAsyncClient(shared.session, settings, self._warn, shared.limit)
 
     async def __aexit__(self, *exc_info: object) -> None:
         shared = self._shared
@@ -210,7 +258,7 @@ def _aiohttp_failure(exc: Exception, url: str) -> VeoTransientError:
 class VeoAsyncClient:
     """Reads jobs over the shared session; made by :meth:`VeoHook.async_client`."""
 
-    __slots__ = ("_limit", "_session", "_settings", "_urls", "_warn")
+    __slots__ = ("_limit", "_session", "_settings", "_url", "_warn")
 
     def __init__(
         self,
@@ -223,8 +271,8 @@ class VeoAsyncClient:
         self._settings = settings
         self._warn = warn
         self._limit = limit or InFlightLimit()
-        #: A trigger reads the same URL at every poll: it is parsed once.
-        self._urls: dict[str, URL] = {}
+        #: A trigger reads the same URL at every poll: it is parsed once (the last one read is kept).
+        self._url: tuple[str, URL] | None = None
 
     async def get_video(self, video_id: str) -> VideoJob:
         """Read a job's status: the sync hook's :func:`api.request_flow`, driven in the event loop.
@@ -232,9 +280,9 @@ class VeoAsyncClient:
         The flow is started at the first failure only: an answered poll costs no generator.
         """
         path = api.video_path(video_id)
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = URL(self._settings.base_url + path, encoded=True)
+        if self._url is None or self._url[0] != path:
+            self._url = (path, URL(self._settings.base_url + path, encoded=True))
+        url = self._url[1]
         flow = None
         while True:
             error = await self._get(url)

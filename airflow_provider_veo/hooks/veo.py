@@ -5,8 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -331,7 +330,6 @@ class VeoHook(BaseHook):
                 prompt=prompt,
                 prompt_sha256=prompt_sha256,
                 input_reference=list(request.references) if request else [],
-                usage=None,
             )
             self.log.info(
                 "Wrote %s (%d bytes, sha256 %s, %s s, %sx%s)",
@@ -393,9 +391,12 @@ class VeoHook(BaseHook):
     # Async API (for the trigger)
     # ---------------------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def async_client(self, *, polls_every: float | None = None) -> AsyncIterator[VeoAsyncClient]:
-        """An async client for the event loop: the connection is read without blocking it.
+    def async_client(
+        self, *, polls_every: float | None = None
+    ) -> AbstractAsyncContextManager[VeoAsyncClient]:
+        """``async with hook.async_client() as client``: an async client for the event loop. The
+        connection is read without blocking the loop, once for all the triggers that start within
+        :data:`~airflow_provider_veo.hooks.async_client.SETTINGS_TTL`.
 
         The ``aiohttp.ClientSession`` underneath is shared by every user of the same connection
         settings in this event loop, and so is its limit on requests in flight, which grows with the
@@ -404,10 +405,12 @@ class VeoHook(BaseHook):
         """
         from airflow_provider_veo.hooks import async_client
 
-        settings = await self._asettings()
         demand = 1.0 / polls_every if polls_every else 0.0
-        async with async_client.UseSharedSession(settings, demand) as shared:
-            yield async_client.VeoAsyncClient(shared.session, settings, self.log.warning, shared.limit)
+        return async_client.SharedClient(self.veo_conn_id, self._asettings, self._warn, demand)
+
+    def _warn(self, msg: str, *args: object) -> None:
+        """The async client's retry warnings: the hook's logger is made only if one is needed."""
+        self.log.warning(msg, *args)
 
 
 _ASYNC_NAMES = frozenset(

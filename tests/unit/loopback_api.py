@@ -176,8 +176,8 @@ def serving(api: LoopbackApi) -> Iterator[LoopbackApi]:
         runners.append(runner)
         api.port = runner.addresses[0][1]
 
-    real_enter = async_client.UseSharedSession.__aenter__
-    real_exit = async_client.UseSharedSession.__aexit__
+    real_enter = async_client.SharedClient.__aenter__
+    real_exit = async_client.SharedClient.__aexit__
 
     async def enter(self: Any) -> Any:
         if not api.port:
@@ -193,6 +193,6 @@ def serving(api: LoopbackApi) -> Iterator[LoopbackApi]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(async_client, "_connector", connector)
         patch.setattr(async_client, "_new_session", new_session)
-        patch.setattr(async_client.UseSharedSession, "__aenter__", enter)
-        patch.setattr(async_client.UseSharedSession, "__aexit__", leave)
+        patch.setattr(async_client.SharedClient, "__aenter__", enter)
+        patch.setattr(async_client.SharedClient, "__aexit__", leave)
         yield api

@@ -275,3 +275,53 @@ def test_a_waiter_cancelled_after_its_turn_gives_the_slot_back() -> None:
 
     active, limit = asyncio.run(scenario())
     assert active == limit - 1
+
+
+def test_triggers_starting_together_read_the_connection_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restarted triggerer's burst reads each connection once (its secrets backends are walked once)."""
+    reads: list[str] = []
+    real = VeoHook.aget_connection.__func__  # type: ignore[attr-defined]
+
+    async def counting(cls: type[VeoHook], conn_id: str) -> Any:
+        reads.append(conn_id)
+        await asyncio.sleep(0.01)
+        return await real(cls, conn_id)
+
+    monkeypatch.setattr(VeoHook, "aget_connection", classmethod(counting))
+
+    async def start(count: int) -> None:
+        async def one() -> None:
+            async with VeoHook().async_client(polls_every=15) as client:
+                await client.get_video(VIDEO_ID)
+
+        await asyncio.gather(*(one() for _ in range(count)))
+
+    async def scenario() -> None:
+        await start(50)
+        assert reads == ["veo_default"]
+        monkeypatch.setattr(async_client, "SETTINGS_TTL", 0.0)  # expired: the next trigger reads again
+        await start(1)
+
+    with serving(LoopbackApi(Reply(json=job_json()))):
+        asyncio.run(scenario())
+    assert reads == ["veo_default"] * 2
+
+
+def test_a_failed_connection_read_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> list[str]:
+        outcomes = []
+        for password in (None, API_KEY):
+            conn = json.loads(conn_json())
+            conn.pop("password")
+            if password:
+                conn["password"] = password
+            monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", json.dumps(conn))
+            try:
+                async with VeoHook().async_client() as client:
+                    outcomes.append((await client.get_video(VIDEO_ID)).video_id)
+            except api.VeoInputError as exc:
+                outcomes.append(exc.field)
+        return outcomes
+
+    with serving(LoopbackApi(Reply(json=job_json()))):
+        assert asyncio.run(scenario()) == ["password", VIDEO_ID]
