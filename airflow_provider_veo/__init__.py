@@ -86,7 +86,13 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": integration, "python-modules": ["airflow_provider_veo.hooks.veo"]}],
         "operators": [
-            {"integration-name": integration, "python-modules": ["airflow_provider_veo.operators.veo"]}
+            {
+                "integration-name": integration,
+                "python-modules": [
+                    "airflow_provider_veo.operators.veo",
+                    "airflow_provider_veo.operators.summary",
+                ],
+            }
         ],
         "sensors": [
             {"integration-name": integration, "python-modules": ["airflow_provider_veo.sensors.veo"]}

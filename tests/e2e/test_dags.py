@@ -109,7 +109,8 @@ def test_example_generate_mapped_over_prompts(emulator: VeoEmulator, tmp_path: P
         dag.task_dict["generate_video"].expand_input.value["prompt"]
     )
     uris = {assert_video_written(result, emulator, "generate_video", t.map_index)["uri"] for t in mapped}
-    assert len(uris) == 3 and len(leftovers(tmp_path)) == 3
+    assert len(uris) == 3 and leftovers(tmp_path) == sorted([*(Path(u).name for u in uris), "summary.csv"])
+    assert [r["status"] for r in result.task("summarize").xcom["return_value"]] == ["stored"] * 3
 
 
 @pytest.mark.parametrize("mode", MODES)
