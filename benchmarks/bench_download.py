@@ -46,14 +46,7 @@ def main() -> None:
     parser.add_argument("--job", required=True, help="the completed job, as JSON (its video_url is used)")
     parser.add_argument("--destination", required=True)
     parser.add_argument("--expected-sha256", required=True)
-    parser.add_argument("--chunk-bytes", type=int, help="try another DOWNLOAD_CHUNK_BYTES (tuning only)")
     args = parser.parse_args()
-    if args.chunk_bytes:
-        # No public knob for the chunk size: the hook reads this public constant from its own module
-        # at every download, so the sweep sets it there.
-        import airflow_provider_veo.hooks.veo as hook_module
-
-        hook_module.DOWNLOAD_CHUNK_BYTES = args.chunk_bytes
     job = VideoJob.from_dict(json.loads(args.job))
     hook = VeoHook()
     hook.get_video(job.video_id)  # Reads the connection and builds the session, before measuring.

@@ -4,7 +4,11 @@ The process creates its jobs on the emulator (another process, given by ``AIRFLO
 then starts the triggers as ``TriggerRunner.create_triggers`` does (``await asyncio.sleep(0)`` around
 each, a ``greenback`` portal per trigger when installed), each trigger's ``run()`` consumed as an async
 generator in its own task. A monitor coroutine sleeps 10 ms in a loop and records how late it wakes:
-that lateness is the stall every other coroutine sees. It prints its results on one ``RESULT`` line.
+that lateness is the stall every other coroutine sees. Each event is checked (exactly one, correct) and
+timed against its job's end: *on schedule* means no later than 1.1 poll intervals plus two answers'
+latency plus 1 s after the job ended. ``--freeze`` moves the heap built so far (Airflow, the jobs'
+setup) out of the garbage collector's sight with ``gc.freeze()``, as a triggerer can after start-up.
+It prints its results on one ``RESULT`` line.
 
 The variants, one per process, are in :mod:`trigger_variants`.
 """
@@ -30,7 +34,8 @@ from airflow_provider_veo import api
 
 # Loaded up front, as in a triggerer that has run a Veo trigger before, so that its one-off import is
 # not counted as CPU and memory of the triggers measured.
-from airflow_provider_veo.hooks.veo import MAX_REQUESTS_IN_FLIGHT
+from airflow_provider_veo.hooks import async_client
+from airflow_provider_veo.hooks.veo import VeoHook  # noqa: F401
 
 with contextlib.suppress(ImportError):
     # What the triggerer process has loaded: its heap is what a full garbage collection walks.
@@ -68,20 +73,26 @@ class _RunQueueClock:
 # ------------------------------------------------------------------------------------------------
 
 
-def create_jobs(base_url: str, api_key: str, waits: list[float]) -> list[str]:
-    """Create one job per wait; each finishes ``wait`` seconds after its creation (prompt marker)."""
+def create_jobs(base_url: str, api_key: str, ends: list[float]) -> list[str]:
+    """Create one job per end (epoch seconds); each says it is completed from then on (prompt marker).
+
+    The marker counts from the job's creation, so each job's wait is computed as it is sent: creating
+    10,000 jobs takes a while, and the first ones must not end before the triggers start.
+    """
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {api_key}"
 
     def create(index: int) -> str:
-        prompt = f"Benchmark clip {index} [emu:wait={waits[index]:.2f}]"
+        wait = max(0.1, ends[index] - time.time())
+        prompt = f"Benchmark clip {index} [emu:wait={wait:.2f}]"
         parts = [("model", (None, "veo3.1-fast")), ("prompt", (None, prompt))]
         response = session.post(base_url + api.VIDEOS_PATH, files=parts, timeout=60)
         response.raise_for_status()
+        ends[index] = max(ends[index], time.time())  # a job created late ends late
         return response.json()["id"]
 
     with ThreadPoolExecutor(max_workers=32) as pool:
-        ids = list(pool.map(create, range(len(waits))))
+        ids = list(pool.map(create, range(len(ends))))
     session.close()
     return ids
 
@@ -105,10 +116,16 @@ class Bench:
         self.video_ids = video_ids
         self.arrivals = arrivals
         self.events: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+        #: When each trigger started (epoch seconds): a job that ended before cannot be seen sooner.
+        self.started: dict[str, float] = {}
         self.errors: list[str] = []
         self.stalls: list[tuple[float, float, float]] = []
         self.rss_peak = 0
         self.t0 = 0.0
+        self.t0_wall = 0.0
+        #: The provider's limit on requests in flight: the most seen in flight, the highest limit set.
+        self.in_flight_peak = 0
+        self.limit_peak = 0
 
     async def monitor(self, stop: asyncio.Event) -> None:
         """Sleep 10 ms, again and again; the overshoot is the time the loop was busy elsewhere.
@@ -126,6 +143,9 @@ class Bench:
             overshoot = max(0.0, after - before - MONITOR_TICK)
             own = max(0.0, overshoot - (waited_after - waited_before))
             self.stalls.append((before - self.t0, overshoot, own))
+            for shared in async_client._SHARED.get(asyncio.get_running_loop(), {}).values():
+                self.in_flight_peak = max(self.in_flight_peak, shared.limit.peak)
+                self.limit_peak = max(self.limit_peak, shared.limit.limit)
             tick += 1
             if tick % 10 == 0:
                 self.rss_peak = max(self.rss_peak, rss_bytes())
@@ -133,6 +153,7 @@ class Bench:
 
     async def run_trigger(self, trigger: BaseTrigger, video_id: str) -> None:
         """As ``TriggerRunner.run_trigger``: a greenback portal, then every event of ``run()``."""
+        self.started[video_id] = time.time()
         if greenback is not None and os.environ.get("AIRFLOW_DISABLE_GREENBACK_PORTAL", "").lower() != "true":
             await greenback.ensure_portal()
         received = self.events.setdefault(video_id, [])
@@ -192,11 +213,13 @@ class Bench:
         cpu_before = time.thread_time()
         gc.collect()
         self.full_gc_ms = (time.thread_time() - cpu_before) * 1000
+        if self.args.freeze:
+            gc.freeze()  # what a triggerer can do once started: its own heap is never walked again
         gc.callbacks.append(self._gc_callback)
         rss0 = rss_bytes()
         self.rss_peak = rss0
         cpu0 = cpu_seconds()
-        self.t0 = time.perf_counter()
+        self.t0, self.t0_wall = time.perf_counter(), time.time()
         self.end_time = time.time() + self.args.timeout + 60
         asyncio.run(self.main())
         wall = time.perf_counter() - self.t0
@@ -217,10 +240,13 @@ class Bench:
         """Events checked one by one, stall statistics (wall and own), CPU, memory and GC, as one dict."""
         correct = wrong = 0
         last_event = 0.0
-        for video_id in self.video_ids:
+        lateness = []
+        for index, video_id in enumerate(self.video_ids):
             received = self.events.get(video_id, [])
             if received:
                 last_event = max(last_event, received[0][0])
+                seen_from = max(self.done_at[index], self.started.get(video_id, 0.0))
+                lateness.append(self.t0_wall + received[0][0] - seen_from)
             payload = received[0][1] if len(received) == 1 else {}
             ok = (
                 payload.get("status") == "success"
@@ -230,6 +256,8 @@ class Bench:
             )
             correct += ok
             wrong += not ok
+        # A poll may start just before the job ends: its answer, the jittered sleep, the next answer.
+        allowed_lateness = 1.1 * self.args.poll_interval + 2 * self.args.latency + 1.0
         n = len(self.video_ids)
         burst_window = self.args.poll_interval * 1.2 + max(self.arrivals)
         ms = 1000.0
@@ -265,7 +293,16 @@ class Bench:
                 max((d for g, d, _ in self.gc_pauses if g == gen), default=0.0) * ms for gen in range(3)
             ],
             "full_gc_before_ms": self.full_gc_ms,
-            "max_in_flight": MAX_REQUESTS_IN_FLIGHT,
+            "frozen": bool(self.args.freeze),
+            "poll_interval": self.args.poll_interval,
+            "latency": self.args.latency,
+            "lateness_max_s": max(lateness, default=float("nan")),
+            "lateness_p99_s": percentile(lateness, 0.99),
+            "lateness_allowed_s": allowed_lateness,
+            "late_events": sum(late > allowed_lateness for late in lateness),
+            "on_schedule": len(lateness) == n and all(late <= allowed_lateness for late in lateness),
+            "in_flight_peak": self.in_flight_peak,
+            "limit_peak": self.limit_peak,
             "stall_own_max_outside_gen2_ms": max(
                 (own for t, wall, own in self.stalls if not self._overlaps_gen2(t, wall)), default=0.0
             )
@@ -289,20 +326,24 @@ def main() -> None:
     parser.add_argument("--ramp-seconds", type=float, default=10.0, help="arrivals spread over this")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--latency", type=float, default=0.05, help="the emulator's, for the schedule check")
+    parser.add_argument("--freeze", action="store_true", help="gc.freeze() before the triggers start")
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
     arrivals = [0.0 if args.arrival == "burst" else rng.uniform(0, args.ramp_seconds) for _ in range(args.n)]
-    # Each job finishes wait-min..wait-max seconds after its trigger starts.
-    waits = [a + rng.uniform(args.wait_min, args.wait_max) for a in arrivals]
+    # The triggers start once every job exists (creating them is given about 1 s per 150); each job
+    # ends wait-min..wait-max seconds after its trigger starts.
+    start_at = time.time() + max(2.0, args.n / 150)
+    ends = [start_at + a + rng.uniform(args.wait_min, args.wait_max) for a in arrivals]
     base_url, api_key = connection()
-    created = time.time()
-    video_ids = create_jobs(base_url, api_key, waits)
-    bench = Bench(args, video_ids, arrivals, [created + w for w in waits])
+    video_ids = create_jobs(base_url, api_key, ends)
+    time.sleep(max(0.0, start_at - time.time()))
+    bench = Bench(args, video_ids, arrivals, ends)
     if os.environ.get("BENCH_PROFILE"):  # A developer's aid: cProfile of the measured part only.
         import cProfile
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.thread_time)  # CPU of the loop thread, not waits
         result = profiler.runcall(bench.run)
         profiler.dump_stats(os.environ["BENCH_PROFILE"])
     else:

@@ -25,11 +25,16 @@ METHOD = """\
   the way `TriggerRunner.create_triggers` does it (an `await asyncio.sleep(0)` before and after
   each, a `greenback` portal per trigger as the triggerer sets up) and each trigger's `run()`
   consumed as an async generator in its own task; all of its events are kept to check that exactly
-  one, correct, event comes (status `success`, the right video id). The connection comes from
-  `AIRFLOW_CONN_VEO_DEFAULT`. Jobs are created beforehand with a per-job `[emu:wait=...]` marker,
-  each finishing 10-60 s after its trigger starts; the emulator answers every API request after 50 ms.
+  one, correct, event comes (status `success`, the right video id) and when. The connection comes
+  from `AIRFLOW_CONN_VEO_DEFAULT`. Jobs are created beforehand with a per-job `[emu:wait=...]`
+  marker; the emulator answers every API request after the scenario's latency (50 or 500 ms).
   *Steady*: arrivals spread over one poll interval and picked up once a second, as the triggerer's
-  main loop does; *burst*: all at once, as after a triggerer restart.
+  main loop does; *burst*: all at once, as after a triggerer restart; *heap frozen*: `gc.freeze()`
+  once Airflow is loaded and the jobs are set up, before the first trigger.
+- **On schedule.** An event is on schedule when it comes at most 1.1 poll intervals (the jitter's
+  top) + two answers' latency (the poll just before the end and the next one) + 1 s after its job
+  ended. The emulator also records the longest gap
+  between two GETs of one job.
 - **Stalls.** A monitor coroutine sleeps 10 ms in a loop and records how late it wakes. The machine
   is shared (2 cores, other people's tests and Airflow servers running meanwhile; the *other load*
   columns say how much), so the wall-clock lateness also counts time the kernel gave to other
@@ -37,18 +42,23 @@ METHOD = """\
   CPU (`/proc/thread-self/schedstat`): what remains is what the process did itself (its callbacks,
   blocking calls, garbage collection, waiting for the GIL). Targets are judged on the own stall; the
   wall-clock value is shown next to it. *After start-up* is everything from the end of the arrivals
-  plus 1.2 poll intervals.
+  plus 1.2 poll intervals. Garbage collections are timed through `gc.callbacks`.
 - **CPU** is the process's CPU time (user + system, all threads) over the wall time until the last
-  event. It includes the triggerer-like harness (monitor, portals, tasks), priced separately by the
+  event: CPU time is not inflated by other processes, a percentage of wall time is a little. It
+  includes the triggerer-like harness (monitor, portals, tasks), priced separately by the
   *calibration* row: triggers that sleep at the same cadence and make no request.
 - **Memory per trigger** is the peak RSS during the run minus the RSS before the triggers start,
   divided by N.
-- **Download**: a fresh process runs `VeoHook.download_video` (streaming, SHA-256, staged file) on the
-  job's `video_url`, then `curl -o` fetches the same URL; pairs are interleaved. Peak memory growth is
-  the process's peak RSS during the download minus its RSS just before.
+- **Requests in flight**: VeoTaskTrigger's shared session's own count (its limit's peak), sampled
+  every 10 ms.
+- **Download**: a fresh process runs `VeoHook.download_video` (streaming, SHA-256, MP4 check, staged
+  file, fsync, rename) on the job's `video_url`, then `curl -o` fetches the same URL; pairs are
+  interleaved. Peak memory growth is the process's peak RSS during the download minus its RSS
+  just before.
 - **API economy** drives `JobWatch` (the polling decisions shared by the trigger and the operators)
   with a fake clock, checks it with one real run on the emulator, and reads the emulator's own
-  records for the gaps the client waited during 429 and 503 storms.
+  records for the gaps the client waited during 429 and 503 storms. The CDN listener of the
+  emulator refuses and counts any request that carries an `Authorization` header.
 - **DAG parse cost**: fresh interpreters, bytecode cached, `python -c "import airflow.sdk"` against
   the same plus the provider's operators and sensor, alternating; CPU time (not inflated by other
   processes) is the judged figure, wall time and `-X importtime` are shown too.
@@ -62,10 +72,14 @@ def machine_section(results: dict[str, Any]) -> str:
         [
             "## Machine and command\n",
             f"- {m['cores']} cores ({m['cpu']}), {m['ram']} RAM, {m['os']}",
-            f"- Python {m['python']}, Apache Airflow {m['airflow']}, "
-            f"httpx {m['httpx']}, requests {m['requests']}",
+            f"- Python {m['python']}, Apache Airflow {m['airflow']}, aiohttp {m.get('aiohttp', '?')}, "
+            f"httpx {m['httpx']} (the comparisons), requests {m['requests']}",
             f"- Run on {results['started']}, {fmt(results.get('minutes', float('nan')), 0)} minutes, "
-            f"{results['config']['repeats']} runs per measurement (medians reported)",
+            f"{results['config']['repeats']} runs per download measurement, "
+            f"{results['config']['triggers']['repeats']} per trigger run (medians reported)",
+            f"- Machine load (1-minute load average) at the start: "
+            f"{fmt(results.get('load_average_at_start', [float('nan')])[0], 2)}; during each run, the CPU "
+            "the rest of the machine used is in the *other load* columns",
             "- Command, from the repository root, with the provider installed:",
             "",
             "  ```",

@@ -16,6 +16,7 @@ import collections
 import contextlib
 import datetime
 import ipaddress
+import itertools
 import json
 import os
 import ssl
@@ -49,12 +50,26 @@ def main() -> None:
 
 
 def summary(emulator: VeoEmulator) -> dict[str, object]:
-    """What the emulator saw: requests by listener, method and status, and retrieve GETs per job."""
+    """What the emulator saw: requests by listener, method and status, retrieve GETs per job, the
+    longest gap between two GETs of one job, and how many requests reached the CDN with a key."""
     counts: collections.Counter[str] = collections.Counter()
+    gets: dict[str, list[float]] = collections.defaultdict(list)
+    cdn_with_key = 0
     for record in emulator.requests:
         counts[f"{record.listener} {record.method} {record.status}"] += 1
+        if record.method == "GET" and record.listener != "cdn":
+            gets[record.path.split("?", 1)[0]].append(record.at)
+        elif record.listener == "cdn" and "authorization" in record.headers:
+            cdn_with_key += 1
+    gaps = sorted(b - a for times in gets.values() for a, b in itertools.pairwise(times))
     polls = sorted(job.polls for job in emulator.jobs.values())
-    return {"requests": dict(counts), "polls_per_job": polls}
+    return {
+        "requests": dict(counts),
+        "polls_per_job": polls,
+        "poll_gap_max_s": gaps[-1] if gaps else 0.0,
+        "poll_gap_p99_s": gaps[int(0.99 * (len(gaps) - 1))] if gaps else 0.0,
+        "cdn_requests_with_key": cdn_with_key,
+    }
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:

@@ -26,53 +26,111 @@ from benchlib import MachineLoad, emulator, run_json
 MIB = 2**20
 
 
+def scenario(
+    name: str,
+    n: int,
+    poll_interval: float,
+    latency: float,
+    variants: list[str],
+    *,
+    arrival: str = "ramp",
+    wait: tuple[float, float] = (10.0, 60.0),
+    tls: bool = False,
+    freeze: bool = False,
+) -> dict[str, Any]:
+    """One trigger scenario: ``n`` triggers polling every ``poll_interval`` against an API answering
+    after ``latency``; arrivals spread over one poll interval (``ramp``) or all at once (``burst``);
+    each job ends ``wait`` seconds after its trigger starts; ``freeze``: ``gc.freeze()`` first."""
+    return {
+        "name": name,
+        "n": n,
+        "poll_interval": poll_interval,
+        "latency": latency,
+        "arrival": arrival,
+        "ramp_seconds": poll_interval if arrival == "ramp" else 0.0,
+        "wait": wait,
+        "tls": tls,
+        "freeze": freeze,
+        "variants": variants,
+    }
+
+
 def configuration(quick: bool, repeats: int | None, variants: set[str] | None = None) -> dict[str, Any]:
     """What each section measures, full or ``quick``; ``variants`` keeps only those trigger variants.
 
-    A trigger scenario is (name, arrivals, over TLS, variants). The result is saved with the results,
-    so ``--from-json`` renders the tables with the sizes they were measured at.
+    The result is saved with the results, so ``--from-json`` renders the tables with the sizes they
+    were measured at. Trigger runs are long (a 10,000-trigger run is minutes): one of each by default.
     """
     if quick:
+        quick_wait = (0.5, 1.0)
         config: dict[str, Any] = {
             "quick": True,
             "repeats": repeats or 1,
             "triggers": {
-                "n": 50,
-                "poll_interval": 0.3,
-                "wait": (0.5, 1.0),
-                "ramp_seconds": 0.3,
-                "latency": 0.05,
+                "repeats": repeats or 1,
                 "scenarios": [
-                    ("burst", "burst", False, ["provider", "client-per-trigger", "sync", "thread"])
+                    scenario(
+                        "1k",
+                        50,
+                        0.3,
+                        0.05,
+                        ["provider", "httpx-shared", "aiohttp-bare", "client-per-trigger", "sync", "thread"],
+                        wait=quick_wait,
+                    ),
+                    scenario(
+                        "1k-burst-frozen",
+                        50,
+                        0.3,
+                        0.05,
+                        ["provider"],
+                        arrival="burst",
+                        freeze=True,
+                        wait=quick_wait,
+                    ),
+                    scenario("1k-500ms", 50, 1.0, 0.5, ["provider"], wait=(1.0, 2.0)),
+                    scenario("10k", 200, 1.0, 0.05, ["provider"], wait=(1.0, 2.0)),
                 ],
             },
-            "download": {"sizes": (16 * MIB,), "chunk_sweep": ()},
+            "download": {"sizes": (16 * MIB,), "disk_sizes": ()},
             "parse_runs": 1,
         }
     else:
+        every = ["provider", "httpx-shared", "aiohttp-bare", "client-per-trigger", "thread", "sync", "idle"]
         config = {
             "quick": False,
             "repeats": repeats or 3,
             "triggers": {
-                "n": 1000,
-                "poll_interval": 10.0,
-                "wait": (10.0, 60.0),
-                "ramp_seconds": 10.0,
-                "latency": 0.05,
+                "repeats": repeats or 1,
                 "scenarios": [
-                    ("steady", "ramp", False, ["provider", "client-per-trigger", "sync", "thread", "idle"]),
-                    ("burst", "burst", False, ["provider", "client-per-trigger", "sync", "thread"]),
-                    ("steady-https", "ramp", True, ["provider", "client-per-trigger"]),
+                    scenario("1k", 1000, 10.0, 0.05, every),
+                    scenario("1k-burst", 1000, 10.0, 0.05, ["provider", "httpx-shared"], arrival="burst"),
+                    scenario(
+                        "1k-burst-frozen",
+                        1000,
+                        10.0,
+                        0.05,
+                        ["provider", "httpx-shared"],
+                        arrival="burst",
+                        freeze=True,
+                    ),
+                    scenario("1k-500ms", 1000, 15.0, 0.5, ["provider", "httpx-shared"], wait=(30.0, 90.0)),
+                    scenario(
+                        "10k",
+                        10_000,
+                        15.0,
+                        0.05,
+                        ["provider", "httpx-shared", "aiohttp-bare", "idle"],
+                        wait=(15.0, 75.0),
+                    ),
+                    scenario("1k-https", 1000, 10.0, 0.05, ["provider", "httpx-shared"], tls=True),
                 ],
             },
-            "download": {"sizes": (100 * MIB, 1024 * MIB), "chunk_sweep": (256 * 1024, 4 * MIB)},
+            "download": {"sizes": (100 * MIB, 1024 * MIB), "disk_sizes": (1024 * MIB,)},
             "parse_runs": 15,
         }
     if variants is not None:
-        config["triggers"]["scenarios"] = [
-            (name, arrival, tls, [v for v in names if v in variants])
-            for name, arrival, tls, names in config["triggers"]["scenarios"]
-        ]
+        for spec in config["triggers"]["scenarios"]:
+            spec["variants"] = [v for v in spec["variants"] if v in variants]
     return config
 
 
@@ -97,6 +155,7 @@ def machine() -> dict[str, str]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "airflow": version("apache-airflow"),
+        "aiohttp": version("aiohttp"),
         "httpx": version("httpx"),
         "requests": version("requests"),
     }
@@ -114,39 +173,47 @@ def say(message: str) -> None:
 
 def measure_triggers(config: dict[str, Any]) -> list[dict[str, Any]]:
     """One run per repeat, scenario and variant, each against an emulator of its own."""
-    spec = config["triggers"]
     runs = []
-    for repeat in range(config["repeats"]):
-        for scenario, arrival, tls, variants in spec["scenarios"]:
-            for variant in variants:
-                say(f"triggers: repeat {repeat + 1}, {scenario}, {variant} x {spec['n']} ...")
+    for repeat in range(config["triggers"]["repeats"]):
+        for spec in config["triggers"]["scenarios"]:
+            for variant in spec["variants"]:
+                say(f"triggers: repeat {repeat + 1}, {spec['name']}, {variant} x {spec['n']} ...")
                 args = [
                     "benchmarks/bench_triggers.py",
                     f"--variant={variant}",
-                    f"--arrival={arrival}",
+                    f"--arrival={spec['arrival']}",
                     f"--n={spec['n']}",
                     f"--poll-interval={spec['poll_interval']}",
+                    f"--latency={spec['latency']}",
                     f"--wait-min={spec['wait'][0]}",
                     f"--wait-max={spec['wait'][1]}",
                     f"--ramp-seconds={spec['ramp_seconds']}",
                     f"--seed={repeat + 1}",
+                    *(["--freeze"] if spec["freeze"] else []),
                 ]
-                with emulator(spec["latency"], tls=tls) as emu, MachineLoad(emu["pid"]) as load:
+                with emulator(spec["latency"], tls=spec["tls"]) as emu, MachineLoad(emu["pid"]) as load:
                     result = run_json(args, env=emu["env"])
-                polls = emu.get("summary", {}).get("polls_per_job") or [0]
+                summary = emu.get("summary", {})
+                polls = summary.get("polls_per_job") or [0]
                 result |= {
-                    "scenario": scenario,
+                    "scenario": spec["name"],
                     "other_load_cores": load.other_cores,
+                    "load_average": os.getloadavg()[0],
                     "repeat": repeat,
                     "gets_per_job_mean": sum(polls) / len(polls),
+                    "poll_gap_max_s": summary.get("poll_gap_max_s", float("nan")),
+                    "poll_gap_p99_s": summary.get("poll_gap_p99_s", float("nan")),
+                    "cdn_requests_with_key": summary.get("cdn_requests_with_key", 0),
                 }
                 result.pop("worst_stalls", None)
                 runs.append(result)
                 say(
-                    f"  events {result['correct_events']}/{result['n']}, stall max "
-                    f"{result['stall_own_max_ms']:.0f} ms (wall {result['stall_max_ms']:.0f}), "
-                    f"CPU {result['cpu_percent']:.1f}%, {result['rss_delta_kb_per_trigger']:.1f} KB/trigger, "
-                    f"{result['wall_to_all_events_s']:.1f} s, other load {load.other_cores:.2f} cores"
+                    f"  events {result['correct_events']}/{result['n']}, on schedule {result['on_schedule']} "
+                    f"(latest {result['lateness_max_s']:.1f} s of {result['lateness_allowed_s']:.1f}), "
+                    f"stall max {result['stall_own_max_ms']:.0f} ms (p99 {result['stall_own_p99_ms']:.1f}), "
+                    f"CPU {result['cpu_s']:.1f} s = {result['cpu_percent']:.1f}%, "
+                    f"{result['rss_delta_kb_per_trigger']:.1f} KB/trigger, in flight <= "
+                    f"{result['in_flight_peak']}, other load {load.other_cores:.2f} cores"
                 )
     return runs
 
@@ -159,36 +226,43 @@ def measure_triggers(config: dict[str, Any]) -> list[dict[str, Any]]:
 def measure_download(config: dict[str, Any]) -> dict[str, Any]:
     """Per size, ``repeats`` pairs (hook, then curl); for the largest, the chunk sizes of the sweep."""
     curl = shutil.which("curl")
-    sizes = config["download"]["sizes"]
     rows: list[dict[str, Any]] = []
-    sweep: list[dict[str, Any]] = []
-    with _download_dir() as folder, emulator() as emu:
-        for size in sizes:
-            download = _Download.create(emu, size, folder, curl)
-            for repeat in range(config["repeats"]):
-                say(f"download: {size // MIB} MiB, repeat {repeat + 1} ...")
-                with MachineLoad(emu["pid"]) as load:
-                    hook, by_curl = download.pair()
-                rows.append(
-                    {"size": size, "hook": hook, "curl": by_curl, "other_load_cores": load.other_cores}
-                )
-                say(
-                    f"  hook {hook['mib_per_s']:.0f} MiB/s, curl {by_curl.get('mib_per_s', 0):.0f} MiB/s, "
-                    f"growth {hook['peak_growth_mib']:.1f} MiB, other load {load.other_cores:.2f} cores"
-                )
-            for chunk in config["download"]["chunk_sweep"] if size == max(sizes) else ():
+    disk_rows: list[dict[str, Any]] = []
+    with _download_dir() as folder, _download_dir(disk=True) as disk, emulator() as emu:
+        for where, sizes, out in (
+            (folder, config["download"]["sizes"], rows),
+            (disk, config["download"]["disk_sizes"], disk_rows),
+        ):
+            for size in sizes:
+                download = _Download.create(emu, size, where, curl)
                 for repeat in range(config["repeats"]):
-                    say(f"download: chunk {chunk // 1024} KiB, {size // MIB} MiB, repeat {repeat + 1} ...")
-                    hook, by_curl = download.pair(f"--chunk-bytes={chunk}")
-                    sweep.append({"size": size, "chunk": chunk, "hook": hook, "curl": by_curl})
-    return {"runs": rows, "sweep": sweep, "curl": _curl_version(curl), "folder_kind": _fs_kind(folder)}
+                    say(f"download: {size // MIB} MiB into {_fs_kind(where)}, repeat {repeat + 1} ...")
+                    with MachineLoad(emu["pid"]) as load:
+                        hook, by_curl = download.pair()
+                    out.append(
+                        {"size": size, "hook": hook, "curl": by_curl, "other_load_cores": load.other_cores}
+                    )
+                    say(
+                        f"  hook {hook['mib_per_s']:.0f} MiB/s, curl {by_curl.get('mib_per_s', 0):.0f} "
+                        f"MiB/s, growth {hook['peak_growth_mib']:.1f} MiB, "
+                        f"other load {load.other_cores:.2f} cores"
+                    )
+    return {
+        "runs": rows,
+        "disk_runs": disk_rows,
+        "curl": _curl_version(curl),
+        "folder_kind": _fs_kind(folder),
+        "disk_kind": _fs_kind(disk),
+    }
 
 
 @contextlib.contextmanager
-def _download_dir() -> Iterator[Path]:
-    """tmpfs when there is one, so the disk's speed is not what is measured (both tools write there)."""
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-    folder = base / f"veo-bench-{os.getpid()}"
+def _download_dir(disk: bool = False) -> Iterator[Path]:
+    """tmpfs when there is one, so the disk's speed is not what is measured (both tools write there);
+    with ``disk``, the temp folder's file system (a real disk on this machine), for the figure there."""
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() and not disk else Path(tempfile.gettempdir())
+    folder = base / f"veo-bench-{os.getpid()}{'-disk' if disk else ''}"
     folder.mkdir(exist_ok=True)
     try:
         yield folder
@@ -253,7 +327,10 @@ def _curl_version(curl: str | None) -> str:
 
 
 def _fs_kind(folder: Path) -> str:
-    return "tmpfs (/dev/shm)" if str(folder).startswith("/dev/shm") else f"disk ({folder.parent})"
+    if str(folder).startswith("/dev/shm"):
+        return "tmpfs (/dev/shm)"
+    kind = subprocess.run(["stat", "-f", "-c", "%T", str(folder)], capture_output=True, text=True).stdout
+    return f"{kind.strip() or 'disk'} ({folder.parent})"
 
 
 # ------------------------------------------------------------------------------------------------

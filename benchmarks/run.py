@@ -2,17 +2,22 @@
 
 Four sections, each in fresh processes, against the CometAPI emulator running in a process of its own:
 
-1. triggers  -- 1,000 ``VeoTaskTrigger`` in one event loop as the triggerer runs them (arrivals
-   spread over one poll interval, and a burst of all at once as after a triggerer restart), next to
-   the patterns other providers use: sync ``requests`` in the coroutine, ``asyncio.to_thread(requests...)``,
-   one ``httpx.AsyncClient`` per trigger. Event-loop stalls, CPU, memory per trigger, events.
-2. download  -- ``VeoHook.download_video`` against ``curl -o`` on the same URL, 100 MiB and 1 GiB.
+1. triggers  -- ``VeoTaskTrigger`` in one event loop as the triggerer runs them: 1,000 at a 10 s poll
+   (arrivals spread over one interval; a burst of all at once as after a triggerer restart, with and
+   without ``gc.freeze()``; over HTTPS), 1,000 at 500 ms of API latency, and 10,000 at a 15 s poll,
+   next to the provider's previous design (one shared httpx client, 8 in flight), a bare shared
+   aiohttp session, and the patterns other providers use (sync ``requests`` in the coroutine,
+   ``asyncio.to_thread(requests...)``, one ``httpx.AsyncClient`` per trigger). Events and their
+   schedule, event-loop stalls, CPU, memory per trigger, garbage collections, requests in flight.
+2. download  -- ``VeoHook.download_video`` against ``curl -o`` on the same URL, 100 MiB and 1 GiB into
+   tmpfs, and 1 GiB onto the disk.
 3. api       -- GETs per job at the default poll interval; the waits under a 429 storm.
 4. parse     -- what importing the operators and the sensor adds to ``import airflow.sdk``.
 
-``--quick`` runs a small version of everything in well under a minute (CI checks it still runs; it
+``--quick`` runs a small version of everything in about a minute (CI checks it still runs; it
 asserts nothing about speed). ``--write-docs`` writes ``docs/PERFORMANCE.md`` from the results;
 ``--json FILE`` keeps them, and ``--from-json FILE`` rebuilds the tables and docs without measuring.
+Every run stops by itself: each trigger run gives up after 900 s, each script after 1,800 s.
 
 Layout: ``measure.py`` sizes and runs each section (its ``bench_*.py`` script does the timing in the
 process measured), ``tables.py`` renders each section's tables, ``targets.py`` judges them.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -38,16 +44,19 @@ from targets import capacity, notes, render_targets
 def measure(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]:
     """Run the sections asked for and gather their results, with what and where they were run."""
     from airflow_provider_veo.api import DOWNLOAD_CHUNK_BYTES
+    from airflow_provider_veo.hooks.async_client import MAX_REQUESTS_IN_FLIGHT
 
     variants = {v.strip() for v in args.variants.split(",")} if args.variants else None
     config = configuration(args.quick, args.repeats, variants)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     started = time.time()
+    load_at_start = os.getloadavg()
     results: dict[str, Any] = {
         "config": config,
         "machine": machine(),
         "command": "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "chunk_bytes": DOWNLOAD_CHUNK_BYTES,
+        "in_flight_bound": MAX_REQUESTS_IN_FLIGHT,
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
     }
     if config["quick"]:
@@ -59,9 +68,7 @@ def measure(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, A
         for name in sections:
             results[name] = MEASURES[name](config)
     results["minutes"] = (time.time() - started) / 60
-    results["max_in_flight"] = next(
-        (run["max_in_flight"] for run in results.get("triggers", []) if "max_in_flight" in run), None
-    )
+    results["load_average_at_start"] = load_at_start
     return results
 
 
@@ -80,11 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a small version of everything, for CI")
-    parser.add_argument("--repeats", type=int, help="runs per measurement (default 3; quick: 1)")
+    parser.add_argument(
+        "--repeats", type=int, help="runs per measurement (default: 3 per download, 1 per trigger run)"
+    )
     parser.add_argument("--only", default=",".join(MEASURES), help="comma-separated sections to run")
     parser.add_argument(
         "--variants",
-        help="only these trigger variants (comma-separated: provider,client-per-trigger,sync,thread,idle)",
+        help="only these trigger variants (comma-separated: provider,httpx-shared,aiohttp-bare,"
+        "client-per-trigger,sync,thread,idle)",
     )
     parser.add_argument("--json", type=Path, help="also save the raw results here")
     parser.add_argument("--from-json", type=Path, help="rebuild tables (and docs) from saved results")

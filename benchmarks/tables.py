@@ -16,27 +16,46 @@ MIB = 2**20
 #: Trigger variant (see trigger_variants.py, which the triggers' processes import) -> its name in the
 #: tables, in table order.
 VARIANT_NAMES = {
-    "provider": "VeoTaskTrigger (httpx)",
+    "provider": "VeoTaskTrigger (aiohttp)",
+    "httpx-shared": "(before) VeoTaskTrigger on one shared httpx client, 8 in flight",
+    "aiohttp-bare": "bare shared aiohttp session (library floor)",
     "client-per-trigger": "(c) one httpx.AsyncClient per trigger",
     "sync": "(a) sync requests in the coroutine",
     "thread": "(b) asyncio.to_thread(requests)",
     "idle": "calibration: no HTTP at all",
 }
-SCENARIO_NAMES = {
-    "steady": "steady",
-    "burst": "burst",
-    "steady-https": "steady, HTTPS",
-}
 #: Trigger metric -> its label and digits in the tables that set two variants side by side.
 METRICS = {
+    "cpu_s": ("CPU s", 1),
+    "cpu_percent": ("CPU % of a core", 1),
     "stall_own_max_ms": ("longest stall (own), ms", 0),
     "stall_own_p99_ms": ("p99 stall (own), ms", 1),
     "stall_own_max_outside_gen2_ms": ("longest stall outside gen-2 GC, ms", 0),
-    "cpu_percent": ("CPU % of a core", 1),
     "wall_to_all_events_s": ("wall time to all events, s", 1),
+    "lateness_max_s": ("latest event after its job ended, s", 1),
     "rss_delta_kb_per_trigger": ("KB/trigger", 1),
     "gc_gen2": ("gen-2 GCs", 0),
 }
+
+
+def scenario_label(spec: dict[str, Any]) -> str:
+    """E.g. ``10,000 @ 15 s, 50 ms``, with ``burst``, ``frozen heap`` or ``HTTPS`` when they apply."""
+    label = f"{spec['n']:,} @ {spec['poll_interval']:g} s, {spec['latency'] * 1000:.0f} ms"
+    extras = [
+        word
+        for word, on in (
+            ("burst", spec["arrival"] == "burst"),
+            ("heap frozen", spec["freeze"]),
+            ("HTTPS", spec["tls"]),
+        )
+        if on
+    ]
+    return label + (f" ({', '.join(extras)})" if extras else "")
+
+
+def scenario_specs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The trigger scenarios that ran, by name, in the order they ran."""
+    return {spec["name"]: spec for spec in results["config"]["triggers"]["scenarios"]}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -61,42 +80,51 @@ def trigger_medians(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[st
         numbers["correct_min"] = min(run["correct_events"] for run in group)
         numbers["gc_gen2"] = median([run["gc_collections"][2] for run in group])
         numbers["gc_gen2_max_pause_ms"] = median([run["gc_max_pause_ms"][2] for run in group])
+        numbers["all_on_schedule"] = all(run["on_schedule"] for run in group)
         medians[key] = numbers
     return medians
 
 
 def trigger_tables(results: dict[str, Any]) -> list[str]:
-    """Events, CPU and memory; stalls; VeoTaskTrigger's shared client against (c); (a) and (b) against it."""
+    """Per scenario: events and schedule, CPU, memory, requests in flight; stalls and GCs; ratios."""
     medians = trigger_medians(results["triggers"])
-    spec = results["config"]["triggers"]
-    scenarios, variants = list(SCENARIO_NAMES), list(VARIANT_NAMES)
-    ordered = sorted(medians.items(), key=lambda kv: (scenarios.index(kv[0][0]), variants.index(kv[0][1])))
-    ramp = f"over the first {spec['ramp_seconds']:g} s, picked up once a second"
+    specs = scenario_specs(results)
+    variants = list(VARIANT_NAMES)
+    ordered = sorted(
+        ((key, m) for key, m in medians.items() if key[0] in specs),
+        key=lambda kv: (list(specs).index(kv[0][0]), variants.index(kv[0][1])),
+    )
+    repeats = results["config"]["triggers"]["repeats"]
     out = [
-        f"{spec['n']} triggers in one event loop; the emulator answers each request after "
-        f"{spec['latency'] * 1000:.0f} ms; poll interval {spec['poll_interval']:g} s; each job is done "
-        f"{spec['wait'][0]:g}-{spec['wait'][1]:g} s after its trigger starts. "
-        f"*steady*: arrivals spread {ramp}; "
-        "*burst*: all at once, as after a triggerer restart; *HTTPS*: the same steady run through a TLS "
-        f"front. Medians of {results['config']['repeats']} runs.",
+        "Triggers in one event loop, started as the triggerer starts them; the emulator (another process) "
+        "answers each request after the latency given. *Steady* arrivals are spread over one poll "
+        "interval and picked up once a second; *burst*: all at once, as after a triggerer restart; *heap "
+        "frozen*: `gc.freeze()` before the triggers start, as a triggerer can after start-up; *HTTPS*: "
+        "through a TLS front. Each job ends 10-60 s after its trigger starts (500 ms: 30-90 s; 10,000: "
+        "15-75 s). *On schedule*: every event came at most 1.1 poll intervals + twice the latency + 1 s "
+        "after its job ended (the latest is shown). *In flight*: the most requests VeoTaskTrigger's shared "
+        "session had at the API at once / the highest limit it set (the old design: a fixed 8). "
+        f"{'Medians of ' + str(repeats) + ' runs' if repeats > 1 else 'One run each'}; the machine's "
+        "other load during each run is in the last column.",
         table(
             [
                 "scenario",
                 "trigger",
                 "correct events",
-                "wall to all events s",
+                "on schedule (latest s)",
+                "CPU s",
                 "CPU % of a core",
                 "KB/trigger",
                 "GETs/job",
+                "in flight / limit",
                 "other load (cores)",
             ],
-            [_main_row(scenario, variant, m) for (scenario, variant), m in ordered],
+            [_main_row(specs[scenario], variant, m) for (scenario, variant), m in ordered],
         ),
         "Event-loop stalls in ms: the loop's own, and in brackets the wall-clock lateness (which also counts "
         "time the machine gave other processes). *Outside gen-2 GC* leaves out the monitor ticks that "
-        "overlap "
-        "a full garbage collection; *full GC before start* is what one full collection of the same process's "
-        "heap (Airflow loaded, no trigger yet) took.",
+        "overlap a full garbage collection; *full GC before start* is what one full collection of the "
+        "same process's heap (Airflow loaded, no trigger yet) took.",
         table(
             [
                 "scenario",
@@ -108,51 +136,47 @@ def trigger_tables(results: dict[str, Any]) -> list[str]:
                 "gen-2 GCs / longest ms",
                 "full GC before start",
             ],
-            [_stall_row(scenario, variant, m) for (scenario, variant), m in ordered],
+            [_stall_row(specs[scenario], variant, m) for (scenario, variant), m in ordered],
         ),
     ]
-    scenario_keys = [scenario for scenario, _, _, _ in spec["scenarios"]]
-    if shared_rows := _shared_client_rows(medians, scenario_keys):
+    if rows := _ratio_rows(medians, specs):
         out.append(
-            "VeoTaskTrigger shares one httpx client per event loop and connection among the triggers (at "
-            f"most {results.get('max_in_flight', '?')} requests in flight), against (c), one client per "
-            "trigger."
+            "Side by side, in the same runs: each alternative's value and its ratio to VeoTaskTrigger's."
         )
-        out.append(
-            table(["scenario", "metric", "one client per trigger", "shared client", "change"], shared_rows)
-        )
-    out.append("Side by side: each other pattern's value, and its ratio to VeoTaskTrigger's.")
-    out.append(
-        table(
-            ["scenario", "metric", "VeoTaskTrigger", "(a) sync", "(a) / ours", "(b) to_thread", "(b) / ours"],
-            _ratio_rows(medians, scenario_keys),
-        )
-    )
+        out.append(table(["scenario", "metric", "VeoTaskTrigger", "other trigger", "value", "ratio"], rows))
     return out
 
 
-def _main_row(scenario: str, variant: str, m: dict[str, Any]) -> list[str]:
-    """Correctness first (the worst run's events), then time, CPU, memory, GETs and the machine's load."""
+def _main_row(spec: dict[str, Any], variant: str, m: dict[str, Any]) -> list[str]:
+    """Correctness first (the worst run's events), the schedule, CPU, memory, GETs, in flight, load."""
+    if variant == "provider":
+        in_flight = f"{fmt(m['in_flight_peak'], 0)} / {fmt(m['limit_peak'], 0)}"
+    elif variant == "httpx-shared":
+        in_flight = "<= 8 (fixed)"
+    else:
+        in_flight = ""
     return [
-        SCENARIO_NAMES[scenario],
+        scenario_label(spec),
         VARIANT_NAMES[variant],
-        f"{int(m['correct_min'])}/{int(m['n'])}",
-        fmt(m["wall_to_all_events_s"]),
+        f"{m['correct_min']:.0f}/{m['n']:.0f}",
+        f"{'yes' if m['all_on_schedule'] else 'NO'} ({fmt(m['lateness_max_s'])})",
+        fmt(m["cpu_s"]),
         fmt(m["cpu_percent"]),
         fmt(m["rss_delta_kb_per_trigger"]),
         fmt(m["gets_per_job_mean"]),
+        in_flight,
         fmt(m["other_load_cores"], 2),
     ]
 
 
-def _stall_row(scenario: str, variant: str, m: dict[str, Any]) -> list[str]:
-    """Own stall with the wall-clock one in brackets: the machine is shared, the own one is judged."""
+def _stall_row(spec: dict[str, Any], variant: str, m: dict[str, Any]) -> list[str]:
+    """Stalls, each as own (wall), then the gen-2 collections and the pre-run full GC."""
 
     def own_wall(own: str, wall: str, digits: int = 0) -> str:
         return f"{fmt(m[own], digits)} ({fmt(m[wall], digits)})"
 
     return [
-        SCENARIO_NAMES[scenario],
+        scenario_label(spec),
         VARIANT_NAMES[variant],
         own_wall("stall_own_max_ms", "stall_max_ms"),
         fmt(m["stall_own_max_outside_gen2_ms"], 0),
@@ -163,57 +187,37 @@ def _stall_row(scenario: str, variant: str, m: dict[str, Any]) -> list[str]:
     ]
 
 
-def _ratio_rows(medians: dict[tuple[str, str], dict[str, Any]], scenarios: list[str]) -> list[list[str]]:
-    """(a) and (b) against VeoTaskTrigger, in the scenarios that ran at least one of them."""
-    rows = []
-    for scenario in scenarios:
-        base = medians.get((scenario, "provider"))
-        if not base or not any((scenario, v) in medians for v in ("sync", "thread")):
-            continue
-        for key in ("stall_own_max_ms", "stall_own_p99_ms", "cpu_percent", "wall_to_all_events_s"):
-            label, digits = METRICS[key]
-            row = [SCENARIO_NAMES[scenario], label, fmt(base[key], digits)]
-            for variant in ("sync", "thread"):
-                other = medians.get((scenario, variant))
-                if other is None:
-                    row += ["n/a", "n/a"]
-                    continue
-                ratio = other[key] / base[key] if base[key] else float("nan")
-                row += [fmt(other[key], digits), f"{fmt(ratio, 1)}x"]
-            rows.append(row)
-    return rows
-
-
-def _shared_client_rows(
-    medians: dict[tuple[str, str], dict[str, Any]], scenarios: list[str]
+def _ratio_rows(
+    medians: dict[tuple[str, str], dict[str, Any]], specs: dict[str, dict[str, Any]]
 ) -> list[list[str]]:
-    """VeoTaskTrigger's shared client against (c), in the scenarios that ran both."""
+    """Every other variant against VeoTaskTrigger in the same scenario: CPU, stalls, schedule, memory."""
     rows = []
-    for scenario in scenarios:
-        ours, per_trigger = medians.get((scenario, "provider")), medians.get((scenario, "client-per-trigger"))
-        if not ours or not per_trigger:
+    for name, spec in specs.items():
+        base = medians.get((name, "provider"))
+        if not base:
             continue
-        for key in (
-            "cpu_percent",
-            "rss_delta_kb_per_trigger",
-            "stall_own_max_ms",
-            "stall_own_max_outside_gen2_ms",
-            "gc_gen2",
-        ):
-            label, digits = METRICS[key]
-            if per_trigger[key]:
-                change = f"{(ours[key] - per_trigger[key]) / per_trigger[key] * 100:+.0f}%"
-            else:
-                change = "same" if ours[key] == per_trigger[key] else "n/a"
-            rows.append(
-                [
-                    SCENARIO_NAMES[scenario],
-                    label,
-                    fmt(per_trigger[key], digits),
-                    fmt(ours[key], digits),
-                    change,
-                ]
-            )
+        for variant in VARIANT_NAMES:
+            other = medians.get((name, variant))
+            if variant in ("provider", "idle") or other is None:
+                continue
+            for key in (
+                "cpu_s",
+                "stall_own_max_outside_gen2_ms",
+                "lateness_max_s",
+                "rss_delta_kb_per_trigger",
+            ):
+                label, digits = METRICS[key]
+                ratio = other[key] / base[key] if base[key] else float("nan")
+                rows.append(
+                    [
+                        scenario_label(spec),
+                        label,
+                        fmt(base[key], digits),
+                        VARIANT_NAMES[variant],
+                        fmt(other[key], digits),
+                        f"{fmt(ratio, 2)}x",
+                    ]
+                )
     return rows
 
 
@@ -235,29 +239,34 @@ def ratio_to_curl(runs: list[dict[str, Any]]) -> float:
 
 
 def download_tables(results: dict[str, Any]) -> list[str]:
-    """Throughput and memory against curl per size, and the chunk-size sweep when it ran."""
+    """Throughput and memory against curl per size, into tmpfs and onto the disk."""
     data = results["download"]
-    rows = [
-        [
-            f"{size // MIB} MiB",
-            fmt(median([run["hook"]["mib_per_s"] for run in runs]), 0),
-            fmt(median([run["curl"].get("mib_per_s", float("nan")) for run in runs]), 0),
-            fmt(ratio_to_curl(runs), 2) + "x",
-            fmt(max(run["hook"]["peak_growth_mib"] for run in runs)),
-            fmt(median([run["hook"]["cpu_seconds"] for run in runs]), 2),
-            "yes" if all(run["hook"]["sha256_ok"] for run in runs) else "NO",
-            fmt(median([run["other_load_cores"] for run in runs]), 2),
+
+    def rows(runs: list[dict[str, Any]], kind: str) -> list[list[str]]:
+        return [
+            [
+                f"{size // MIB} MiB",
+                kind,
+                fmt(median([run["hook"]["mib_per_s"] for run in sized]), 0),
+                fmt(median([run["curl"].get("mib_per_s", float("nan")) for run in sized]), 0),
+                fmt(ratio_to_curl(sized), 2) + "x",
+                fmt(max(run["hook"]["peak_growth_mib"] for run in sized)),
+                fmt(median([run["hook"]["cpu_seconds"] for run in sized]), 2),
+                "yes" if all(run["hook"]["sha256_ok"] for run in sized) else "NO",
+                fmt(median([run["other_load_cores"] for run in sized]), 2),
+            ]
+            for size, sized in by_size(runs).items()
         ]
-        for size, runs in by_size(data["runs"]).items()
-    ]
-    out = [
-        f"Download over loopback into {data['folder_kind']}; {data['curl']}. Medians of "
-        f"{results['config']['repeats']} interleaved pairs (hook, then curl, on the same URL); "
-        "the ratio is the "
-        "median of the pairs' ratios; memory growth is the worst run's.",
+
+    return [
+        f"Download over loopback; {data['curl']}. Medians of {results['config']['repeats']} interleaved "
+        "pairs (download_video in a fresh process, then curl, on the same URL); the ratio is the median "
+        "of the pairs' ratios; memory growth is the worst run's. download_video receives on one thread "
+        "and hashes (SHA-256), checks the MP4 boxes and writes on another, then fsyncs and renames.",
         table(
             [
                 "size",
+                "into",
                 "download_video MiB/s",
                 "curl MiB/s",
                 "ratio",
@@ -266,28 +275,10 @@ def download_tables(results: dict[str, Any]) -> list[str]:
                 "sha256 ok",
                 "other load (cores)",
             ],
-            rows,
+            rows(data["runs"], data["folder_kind"])
+            + rows(data.get("disk_runs", []), data.get("disk_kind", "disk")),
         ),
     ]
-    if data["sweep"]:
-        sweep_rows = [
-            [
-                f"{chunk // 1024} KiB",
-                fmt(median([run["hook"]["mib_per_s"] for run in runs]), 0),
-                fmt(ratio_to_curl(runs), 2) + "x",
-                fmt(max(run["hook"]["peak_growth_mib"] for run in runs)),
-                fmt(median([run["hook"]["cpu_seconds"] for run in runs]), 2),
-            ]
-            for chunk, runs in by_size(data["sweep"], "chunk").items()
-        ]
-        out.append(
-            "Other chunk sizes for the largest download "
-            f"(the hook uses {results['chunk_bytes'] // 1024} KiB):"
-        )
-        out.append(
-            table(["chunk", "MiB/s", "ratio to curl", "peak RSS growth MiB", "hook CPU s"], sweep_rows)
-        )
-    return out
 
 
 # ------------------------------------------------------------------------------------------------

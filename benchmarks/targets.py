@@ -9,17 +9,24 @@ from __future__ import annotations
 from typing import Any
 
 from benchlib import fmt, median, table
-from tables import MIB, SCENARIO_NAMES, by_size, ratio_to_curl, trigger_medians
+from tables import MIB, by_size, ratio_to_curl, scenario_label, scenario_specs, trigger_medians
 
 TARGETS = {
-    "burst_stall_ms": 100.0,
-    "steady_p99_ms": 20.0,
-    "cpu_percent": 10.0,
-    "kb_per_trigger": 50.0,
+    # 10,000 triggers at a 15 s poll in one loop
+    "10k_cpu_percent": 50.0,
+    "10k_cpu_percent_stretch": 35.0,
+    "10k_p99_ms": 25.0,
+    "10k_kb_per_trigger": 10.0,
+    # 1,000 at a 10 s poll
+    "1k_cpu_percent": 10.0,
+    "burst_frozen_stall_ms": 100.0,
+    # downloads into tmpfs, against curl
     "download_ratio": 0.9,
-    "download_growth_mib": 50.0,
+    "download_ratio_stretch": 1.0,
+    "download_growth_mib": 16.0,
+    # what stays
     "gets_6min": 25,
-    "parse_added_ms": 100.0,
+    "parse_added_ms": 50.0,
 }
 
 
@@ -46,77 +53,150 @@ def _limit(
 
 
 def trigger_targets(results: dict[str, Any]) -> list[list[str]]:
-    """Stalls and CPU of VeoTaskTrigger (burst, and steady when it ran), its memory, its events."""
-    rows = []
+    """10,000 at 15 s; 1,000 at 10 s (steady CPU, frozen burst stall); 1,000 at 500 ms; every event."""
+    rows: list[list[str]] = []
     medians = trigger_medians(results["triggers"])
-    burst = medians.get(("burst", "provider"))
-    steady = medians.get(("steady", "provider")) or burst
-    cpu_goal = TARGETS["cpu_percent"]
-    if burst:
-        rows.append(
-            _limit(
-                "burst: longest event-loop stall, ms (own; wall clock in the margin)",
-                burst["stall_own_max_ms"],
-                "<",
-                TARGETS["burst_stall_ms"],
-                unit=f"ms (wall {burst['stall_max_ms']:.0f})",
-            )
+    specs = scenario_specs(results)
+
+    def ours(name: str) -> dict[str, Any] | None:
+        return medians.get((name, "provider")) if name in specs else None
+
+    def on_schedule(name: str, m: dict[str, Any]) -> list[str]:
+        return _row(
+            f"{scenario_label(specs[name])}: every event on schedule (latest after its job, s)",
+            m["lateness_max_s"],
+            f"<= {m['lateness_allowed_s']:.1f} s, all {m['n']:.0f}",
+            m["all_on_schedule"] and m["all_correct"],
+            f"{m['late_events']:.0f} late, {m['n'] - m['correct_min']:.0f} wrong or missing",
         )
+
+    if big := ours("10k"):
+        label = scenario_label(specs["10k"])
+        rows.append(on_schedule("10k", big))
         rows.append(
             _limit(
-                "burst: longest stall outside gen-2 garbage collections, ms (information)",
-                burst["stall_own_max_outside_gen2_ms"],
-                "<",
-                TARGETS["burst_stall_ms"],
-                unit="ms",
-            )
-        )
-    if steady:
-        rows.append(
-            _limit(
-                "steady: p99 event-loop stall after start-up, ms (own; wall in the margin)",
-                steady["stall_own_p99_steady_ms"],
-                "<",
-                TARGETS["steady_p99_ms"],
-                1,
-                f"ms (wall {steady['stall_p99_steady_ms']:.1f})",
-            )
-        )
-        rows.append(_limit("steady: CPU, % of one core", steady["cpu_percent"], "<=", cpu_goal, 1, "points"))
-    for scenario in ("burst", "steady-https"):
-        if other := medians.get((scenario, "provider")):
-            name = f"{SCENARIO_NAMES[scenario]}: CPU, % of one core (information)"
-            rows.append(_limit(name, other["cpu_percent"], "<=", cpu_goal, 1, "points"))
-    provider = [m for (_, variant), m in medians.items() if variant == "provider"]
-    if provider:
-        rows.append(
-            _limit(
-                "memory per trigger, KB (RSS growth / N, worst scenario)",
-                max(m["rss_delta_kb_per_trigger"] for m in provider),
+                f"{label}: CPU, % of one core",
+                big["cpu_percent"],
                 "<=",
-                TARGETS["kb_per_trigger"],
+                TARGETS["10k_cpu_percent"],
+                1,
+                "points",
+            )
+        )
+        rows.append(
+            _limit(
+                f"{label}: CPU, % of one core (stretch)",
+                big["cpu_percent"],
+                "<=",
+                TARGETS["10k_cpu_percent_stretch"],
+                1,
+                "points",
+            )
+        )
+        rows.append(
+            _limit(
+                f"{label}: p99 event-loop stall, ms (own)",
+                big["stall_own_p99_ms"],
+                "<=",
+                TARGETS["10k_p99_ms"],
+                1,
+                "ms",
+            )
+        )
+        rows.append(
+            _limit(
+                f"{label}: memory per trigger, KB",
+                big["rss_delta_kb_per_trigger"],
+                "<=",
+                TARGETS["10k_kb_per_trigger"],
                 1,
                 "KB",
             )
         )
+        rows.append(
+            _row(
+                f"{label}: longest stall, ms (information: cause in the notes)",
+                big["stall_own_max_ms"],
+                "reported",
+                True,
+                f"gen-2 GC {fmt(big['gc_gen2_max_pause_ms'], 0)} ms; outside: "
+                f"{fmt(big['stall_own_max_outside_gen2_ms'], 0)} ms",
+            )
+        )
+    if steady := ours("1k"):
+        label = scenario_label(specs["1k"])
+        rows.append(on_schedule("1k", steady))
+        rows.append(
+            _limit(
+                f"{label}: CPU, % of one core",
+                steady["cpu_percent"],
+                "<=",
+                TARGETS["1k_cpu_percent"],
+                1,
+                "points",
+            )
+        )
+    if frozen := ours("1k-burst-frozen"):
+        label = scenario_label(specs["1k-burst-frozen"])
+        rows.append(on_schedule("1k-burst-frozen", frozen))
+        rows.append(
+            _limit(
+                f"{label}: longest event-loop stall, ms (own; wall in the margin)",
+                frozen["stall_own_max_ms"],
+                "<",
+                TARGETS["burst_frozen_stall_ms"],
+                unit=f"ms (wall {frozen['stall_max_ms']:.0f})",
+            )
+        )
+    if slow := ours("1k-500ms"):
+        label = scenario_label(specs["1k-500ms"])
+        rows.append(on_schedule("1k-500ms", slow))
+        from_bound = results.get("in_flight_bound")
+        rows.append(
+            _row(
+                f"{label}: most requests in flight (bound: {from_bound})",
+                slow["in_flight_peak"],
+                f"<= {from_bound}",
+                from_bound is not None and slow["in_flight_peak"] <= from_bound,
+                f"limit reached {fmt(slow['limit_peak'], 0)}",
+            )
+        )
+    provider = [m for (name, variant), m in medians.items() if variant == "provider" and name in specs]
+    if provider:
         correct = all(m["all_correct"] for m in provider)
-        rows.append(_row("every trigger yields exactly one correct event", None, "all runs", correct, ""))
+        rows.append(
+            _row(
+                "every trigger yields exactly one correct event, every scenario",
+                None,
+                "all runs",
+                correct,
+                "",
+            )
+        )
     return rows
 
 
 def download_targets(results: dict[str, Any]) -> list[list[str]]:
-    """Per size: throughput against curl's, and the peak memory growth of the worst run."""
+    """Per size into tmpfs: throughput against curl's (and the stretch), peak memory growth, sha256;
+    the disk's figure as information."""
     rows = []
-    for size, runs in by_size(results["download"]["runs"]).items():
+    data = results["download"]
+    for size, runs in by_size(data["runs"]).items():
         ratio = ratio_to_curl(runs)
-        rows.append(
-            _limit(
-                f"download {size // MIB} MiB: throughput / curl's", ratio, ">=", TARGETS["download_ratio"], 2
-            )
-        )
+        name = f"download {size // MIB} MiB into tmpfs: throughput / curl's"
+        rows.append(_limit(name, ratio, ">=", TARGETS["download_ratio"], 2))
+        rows.append(_limit(name + " (stretch)", ratio, ">=", TARGETS["download_ratio_stretch"], 2))
         growth = max(run["hook"]["peak_growth_mib"] for run in runs)
         name = f"download {size // MIB} MiB: peak RSS growth (MiB)"
-        rows.append(_limit(name, growth, "<", TARGETS["download_growth_mib"], 1, "MiB"))
+        rows.append(_limit(name, growth, "<=", TARGETS["download_growth_mib"], 1, "MiB"))
+        hashed = all(run["hook"]["sha256_ok"] for run in runs)
+        rows.append(
+            _row(f"download {size // MIB} MiB: sha256 of every byte matches", None, "every run", hashed, "")
+        )
+    for size, runs in by_size(data.get("disk_runs", [])).items():
+        where = data.get("disk_kind", "disk")
+        name = f"download {size // MIB} MiB onto {where}: throughput / curl's (information)"
+        rows.append(_limit(name, ratio_to_curl(runs), ">=", TARGETS["download_ratio"], 2))
     return rows
 
 
@@ -137,6 +217,17 @@ def api_targets(results: dict[str, Any]) -> list[list[str]]:
         if storm["status"] == 429
     )
     rows.append(_row("Retry-After honoured on every 429", None, "every wait >= Retry-After", honoured, ""))
+    if "triggers" in results:
+        leaked = sum(run.get("cdn_requests_with_key", 0) for run in results["triggers"])
+        rows.append(
+            _row(
+                "requests with the key to a host other than the API's (all trigger runs)",
+                leaked,
+                "0",
+                leaked == 0,
+                "",
+            )
+        )
     return rows
 
 
@@ -144,7 +235,7 @@ def parse_targets(results: dict[str, Any]) -> list[list[str]]:
     """CPU that importing the operators and the sensor adds to a DAG parse."""
     value = results["parse"]["added_cpu_median_ms"]
     name = "DAG parse: added by importing operators + sensor (ms CPU)"
-    return [_limit(name, value, "<", TARGETS["parse_added_ms"], unit="ms")]
+    return [_limit(name, value, "<=", TARGETS["parse_added_ms"], unit="ms")]
 
 
 #: Section key -> its verdicts, in the order of the docs.
@@ -168,85 +259,125 @@ def render_targets(results: dict[str, Any]) -> str:
 
 
 def capacity(results: dict[str, Any]) -> str | None:
-    """What one trigger costs the triggerer, from the steady run: CPU per poll, memory, stalls."""
+    """What one poll costs the triggerer, from the 10,000-trigger run against its calibration."""
     if "triggers" not in results:
         return None
     medians = trigger_medians(results["triggers"])
-    ours, idle = medians.get(("steady", "provider")), medians.get(("steady", "idle"))
-    if not ours:
+    for name in ("10k", "1k"):
+        ours, idle = medians.get((name, "provider")), medians.get((name, "idle"))
+        if ours:
+            break
+    else:
         return None
-    spec = results["config"]["triggers"]
     gets = ours["gets_per_job_mean"] * ours["n"]
     harness = idle["cpu_s"] if idle else 0.0
     per_get_ms = (ours["cpu_s"] - harness) / gets * 1000 if gets else float("nan")
+    spec = scenario_specs(results)[name]
     return (
-        f"{int(ours['n'])} triggers polling every {spec['poll_interval']:g} s took "
-        f"{fmt(ours['cpu_percent'])}% of one core (of which "
-        f"{fmt(idle['cpu_percent'] if idle else float('nan'))} points are the triggerer-like harness "
-        "itself), "
+        f"{int(ours['n']):,} triggers polling every {spec['poll_interval']:g} s took "
+        f"{fmt(ours['cpu_percent'])}% of one core ({fmt(ours['cpu_s'])} s of CPU, of which "
+        f"{fmt(harness)} s are the triggerer-like harness itself: the calibration row), "
         f"{fmt(ours['rss_delta_kb_per_trigger'])} KB of memory each, and about {fmt(per_get_ms, 2)} ms of "
-        "CPU per poll, start-up included, on this machine. CPU grows with polls per second "
-        "(triggers / poll interval), memory with the number of triggers."
+        "CPU per poll beyond the harness, start-up included, on this machine. CPU grows with polls per "
+        "second (triggers / poll interval), memory with the number of triggers."
     )
 
 
 def notes(results: dict[str, Any]) -> list[str]:
-    """Why each missed target was missed, in this run's own numbers."""
+    """Why each missed target was missed, what the longest stalls are, in this run's own numbers."""
     out: list[str] = []
     if "triggers" in results:
-        medians = trigger_medians(results["triggers"])
-        out += filter(None, [_burst_stall_note(medians), _cpu_note(medians)])
+        out += filter(None, [_stall_note(results), _cpu_note(results), _bound_note(results)])
     if "download" in results and (note := _download_note(results["download"]["runs"])):
         out.append(note)
     return out
 
 
-def _burst_stall_note(medians: dict[tuple[str, str], dict[str, Any]]) -> str | None:
-    """A missed burst stall is a full GC of Airflow's heap: say so, with the stall outside them."""
-    burst, per_trigger = medians.get(("burst", "provider")), medians.get(("burst", "client-per-trigger"))
-    if not burst or burst["stall_own_max_ms"] < TARGETS["burst_stall_ms"]:
-        return None
-    text = (
-        f"*Burst stall.* The longest stall ({fmt(burst['stall_own_max_ms'], 0)} ms) is a full "
-        f"(generation-2) garbage collection ({fmt(burst['gc_gen2'], 0)} per run, the longest "
-        f"{fmt(burst['gc_gen2_max_pause_ms'], 0)} ms): about what one full collection of the same "
-        "process takes before any trigger exists "
-        f"({fmt(burst['full_gc_before_ms'], 0)} ms), i.e. the cost of walking Airflow's own objects "
-        "on this CPU, whichever triggers set it off. Outside those collections the longest stall was "
-        f"{fmt(burst['stall_own_max_outside_gen2_ms'], 0)} ms."
-    )
-    if per_trigger:
-        text += (
-            f" With one client per trigger (c) there were {fmt(per_trigger['gc_gen2'], 0)} full collections "
-            f"per run and {fmt(per_trigger['stall_own_max_outside_gen2_ms'], 0)} ms outside them."
+def _stall_note(results: dict[str, Any]) -> str | None:
+    """The longest stalls are full (generation-2) garbage collections: say so, with and without freeze."""
+    medians, specs = trigger_medians(results["triggers"]), scenario_specs(results)
+    big, burst, frozen = (medians.get((name, "provider")) for name in ("10k", "1k-burst", "1k-burst-frozen"))
+    parts = []
+    if big and big["gc_gen2"] and big["stall_own_max_outside_gen2_ms"] < big["stall_own_max_ms"]:
+        parts.append(
+            f"at {scenario_label(specs['10k'])} the longest stall ({fmt(big['stall_own_max_ms'], 0)} ms) "
+            f"is a full collection ({fmt(big['gc_gen2'], 0)} per run, the longest "
+            f"{fmt(big['gc_gen2_max_pause_ms'], 0)} ms of wall time), which walks every live trigger's "
+            "objects whatever the client; outside them the longest stall was "
+            f"{fmt(big['stall_own_max_outside_gen2_ms'], 0)} ms"
         )
-    return text
-
-
-def _cpu_note(medians: dict[tuple[str, str], dict[str, Any]]) -> str | None:
-    """Missed CPU: how much is the harness (calibration row) and how much the polling rate."""
-    steady, idle = medians.get(("steady", "provider")), medians.get(("steady", "idle"))
-    thread = medians.get(("steady", "thread"))
-    if not steady or steady["cpu_percent"] <= TARGETS["cpu_percent"]:
+    elif big:
+        parts.append(
+            f"at {scenario_label(specs['10k'])} the longest stall was {fmt(big['stall_own_max_ms'], 0)} "
+            "ms, with no full collection under it"
+        )
+    if burst and frozen:
+        parts.append(
+            f"a burst of {burst['n']:,.0f} stalls {fmt(burst['stall_own_max_ms'], 0)} ms with Airflow's "
+            "heap in sight of "
+            f"the collector (one full collection of it alone: {fmt(burst['full_gc_before_ms'], 0)} ms) and "
+            f"{fmt(frozen['stall_own_max_ms'], 0)} ms once `gc.freeze()` has moved it out, as a triggerer "
+            "can do after start-up (the provider cannot do it for the process)"
+        )
+    if not parts:
         return None
-    text = f"*CPU.* {fmt(steady['cpu_percent'])}% of a core"
+    return (
+        "*Stalls.* " + "; ".join(parts) + ". The provider's share is what each trigger keeps alive and "
+        "allocates per poll: one session, limit and connection read per loop instead of per trigger, "
+        "no log line per progress tick, no generator per answered poll."
+    )
+
+
+def _cpu_note(results: dict[str, Any]) -> str | None:
+    """Where the 10,000-trigger CPU goes: harness, library floor, provider, the old design."""
+    medians = trigger_medians(results["triggers"])
+    ours, idle = medians.get(("10k", "provider")), medians.get(("10k", "idle"))
+    bare, before = medians.get(("10k", "aiohttp-bare")), medians.get(("10k", "httpx-shared"))
+    if not ours:
+        return None
+    label = scenario_label(scenario_specs(results)["10k"])
+    text = f"*CPU at {label}.* VeoTaskTrigger used {fmt(ours['cpu_s'])} s ({fmt(ours['cpu_percent'])}%)"
     if idle:
-        text += (
-            f", of which {fmt(idle['cpu_percent'])} points are the triggerer-like harness (the "
-            "calibration row: the same tasks, portals and sleeps without any request)"
+        text += f"; the harness alone (no HTTP) {fmt(idle['cpu_s'])} s"
+    if bare:
+        text += f"; a bare shared aiohttp session with no limit, retry or scrubbing {fmt(bare['cpu_s'])} s"
+    if before:
+        late = (
+            "on schedule"
+            if before["all_on_schedule"]
+            else f"events up to {fmt(before['lateness_max_s'], 0)} s late"
         )
-    rate = steady["gets_per_job_mean"] * steady["n"] / steady["wall_to_all_events_s"]
-    text += (
-        f". The rest is the polling itself, {fmt(rate, 0)} GETs/s on average through httpx "
-        "(httpcore, h11, anyio) on this 2-core VM"
+        text += f"; the previous design (shared httpx, 8 in flight) {fmt(before['cpu_s'])} s, {late}"
+    return text + "."
+
+
+def _bound_note(results: dict[str, Any]) -> str | None:
+    """The in-flight bound and why, with the 500 ms run's figures."""
+    medians = trigger_medians(results["triggers"])
+    slow, before = medians.get(("1k-500ms", "provider")), medians.get(("1k-500ms", "httpx-shared"))
+    if not slow:
+        return None
+    spec = scenario_specs(results)["1k-500ms"]
+    text = (
+        f"*Requests in flight.* At most {results.get('in_flight_bound')} per event loop and connection, "
+        "and within that 2 x the triggers' polls per second x the API's latency (a moving average), never "
+        "under 8: the rate it lets through is about twice what the triggers need however slow the API "
+        "gets, and a burst of first polls after a restart is spread over half a poll interval. "
+        f"{spec['n']:,} triggers at {spec['poll_interval']:g} s and {spec['latency'] * 1000:.0f} ms need "
+        f"{spec['n'] / spec['poll_interval'] * spec['latency']:.0f} in flight on average; the limit reached "
+        f"{fmt(slow['limit_peak'], 0)} and {fmt(slow['in_flight_peak'], 0)} were in flight at most"
     )
-    if thread:
-        text += f"; requests in threads (b) costs about the same, {fmt(thread['cpu_percent'])}%"
-    return text + ". The polling part scales with polls per second (triggers / poll interval)."
+    if before:
+        text += (
+            f"; the old fixed 8 (16 GETs/s at 500 ms) let events come up to "
+            f"{fmt(before['lateness_max_s'], 0)} s after their job ended ({fmt(before['gets_per_job_mean'])} "
+            f"GETs per job instead of {fmt(slow['gets_per_job_mean'])})"
+        )
+    return text + "."
 
 
 def _download_note(runs: list[dict[str, Any]]) -> str | None:
-    """A slower download than curl's, from the largest size: CPU per GiB shows it is CPU-bound."""
+    """A download slower than curl's: CPU per GiB says whether it is CPU-bound."""
     if not runs:
         return None
     largest = max(run["size"] for run in runs)
@@ -258,10 +389,8 @@ def _download_note(runs: list[dict[str, Any]]) -> str | None:
     wall = median([run["hook"]["seconds"] for run in big]) / gib
     curl_wall = median([run["curl"]["seconds"] for run in big]) / gib
     return (
-        f"*Download.* download_video spends {fmt(cpu, 2)} s of CPU per GiB in "
-        f"{fmt(wall, 2)} s of wall time: it is CPU-bound on its one thread, which receives, "
-        "SHA-256-hashes and writes every byte, while curl fetches the same GiB from the same "
-        f"emulator in {fmt(curl_wall, 2)} s without hashing (so the emulator is not the "
-        "ceiling). "
-        "Other chunk sizes do not close the gap (table in section 2); memory stays flat."
+        f"*Download.* download_video spends {fmt(cpu, 2)} s of CPU per GiB (two threads) in "
+        f"{fmt(wall, 2)} s of wall time, against curl's {fmt(curl_wall, 2)} s, which hashes nothing; "
+        "the emulator sending, the receiving thread and the hashing thread share 2 cores with the "
+        "machine's other load."
     )

@@ -1,11 +1,14 @@
 """The triggers the triggerer benchmark runs side by side, built on the provider's public API only.
 
-``provider`` is :class:`~airflow_provider_veo.triggers.veo.VeoTaskTrigger` as shipped. The others are
-minimal triggers written for this comparison, each a pattern other providers use: a ``requests``
-session called in the coroutine (``sync``) or through ``asyncio.to_thread`` (``thread``), and one
-``httpx.AsyncClient`` per trigger (``client-per-trigger``), which is what VeoTaskTrigger's client,
-shared per event loop, is measured against. All of them decide with
-:class:`~airflow_provider_veo.api.JobWatch`, so they poll at the same cadence and yield the same
+``provider`` is :class:`~airflow_provider_veo.triggers.veo.VeoTaskTrigger` as shipped (aiohttp, one
+session per loop, the adaptive in-flight limit). The others are minimal triggers written for this
+comparison: ``httpx-shared`` is the provider's previous design (one ``httpx.AsyncClient`` per event
+loop shared by the triggers, 8 requests in flight, each trigger's request built once, every change
+of progress logged); ``aiohttp-bare`` one shared ``aiohttp`` session and nothing else (no limit, no
+retries, no key scrubbing), the floor for this library; and the patterns other providers use: a
+``requests`` session called in the coroutine (``sync``) or through ``asyncio.to_thread``
+(``thread``), and one ``httpx.AsyncClient`` per trigger (``client-per-trigger``). All of them decide
+with :class:`~airflow_provider_veo.api.JobWatch`, so they poll at the same cadence and yield the same
 events; ``idle`` keeps that cadence without any request, to price the harness itself.
 """
 
@@ -22,6 +25,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+import aiohttp
 import httpx
 import requests
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -31,7 +35,9 @@ from airflow_provider_veo.api import JobWatch, VideoJob
 from airflow_provider_veo.triggers.veo import VeoTaskTrigger
 
 #: The variants, for ``bench_triggers.py --variant``; tables.py names them.
-VARIANTS = ("provider", "client-per-trigger", "sync", "thread", "idle")
+VARIANTS = ("provider", "httpx-shared", "aiohttp-bare", "client-per-trigger", "sync", "thread", "idle")
+#: The old provider's cap on requests in flight, which ``httpx-shared`` keeps.
+HTTPX_SHARED_IN_FLIGHT = 8
 
 
 def connection() -> tuple[str, str]:
@@ -80,8 +86,13 @@ class _PollingTrigger(_ComparisonTrigger):
         """One GET of ``url``: the part the patterns differ in."""
         raise NotImplementedError
 
+    #: Whether a change of progress alone is logged (the old provider did; VeoTaskTrigger does not).
+    log_progress = True
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        watch = JobWatch(self.video_id, self.poll_interval, self.end_time, self.log)
+        watch = JobWatch(
+            self.video_id, self.poll_interval, self.end_time, self.log, log_progress=self.log_progress
+        )
         url = self.base_url + api.video_path(self.video_id)
         async with contextlib.AsyncExitStack() as stack:
             client = await self.client(stack)
@@ -144,6 +155,91 @@ class ClientPerTriggerTrigger(_PollingTrigger):
         return await client.get(url)
 
 
+class _SharedPerLoop:
+    """One client per event loop for every trigger of a variant, as VeoTaskTrigger shares its session."""
+
+    def __init__(self, make: Any) -> None:
+        self._make = make
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+
+    async def get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if loop not in self._clients:
+            self._clients[loop] = await self._make()
+        return self._clients[loop]
+
+
+async def _shared_httpx() -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    base_url, api_key = connection()
+    client = httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+        timeout=httpx.Timeout(60.0, connect=10.0),
+        verify=await asyncio.to_thread(_ssl_context),
+        limits=httpx.Limits(
+            max_connections=HTTPX_SHARED_IN_FLIGHT, max_keepalive_connections=HTTPX_SHARED_IN_FLIGHT
+        ),
+    )
+    return client, asyncio.Semaphore(HTTPX_SHARED_IN_FLIGHT)
+
+
+_HTTPX = _SharedPerLoop(_shared_httpx)
+
+
+class SharedHttpxTrigger(_PollingTrigger):
+    """(before) VeoTaskTrigger's previous design: one shared ``httpx.AsyncClient``, 8 requests in flight."""
+
+    async def client(self, stack: contextlib.AsyncExitStack) -> Any:
+        client, slots = await _HTTPX.get()
+        return client, slots, client.build_request("GET", api.video_path(self.video_id))
+
+    async def fetch(self, client: Any, url: str) -> httpx.Response:
+        http, slots, request = client
+        async with slots:
+            response = await http.send(request)
+        await response.aread()
+        return response
+
+
+async def _shared_aiohttp() -> aiohttp.ClientSession:
+    _, api_key = connection()
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=await asyncio.to_thread(_ssl_context)),
+        headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+    )
+
+
+_AIOHTTP = _SharedPerLoop(_shared_aiohttp)
+
+
+class _AiohttpAnswer:
+    """An aiohttp answer read whole, with the two methods the polling loop uses."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status, self.body = status, body
+
+    def raise_for_status(self) -> None:
+        if self.status >= 400:
+            raise RuntimeError(f"HTTP {self.status}")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class BareAiohttpTrigger(_PollingTrigger):
+    """One shared ``aiohttp.ClientSession`` and nothing else: the library's floor for this pattern."""
+
+    log_progress = False
+
+    async def client(self, stack: contextlib.AsyncExitStack) -> aiohttp.ClientSession:
+        session: aiohttp.ClientSession = await _AIOHTTP.get()
+        return session
+
+    async def fetch(self, client: aiohttp.ClientSession, url: str) -> _AiohttpAnswer:
+        async with client.get(url) as response:
+            return _AiohttpAnswer(response.status, await response.read())
+
+
 class IdleTrigger(_ComparisonTrigger):
     """Calibration: the same cadence and events with no HTTP at all, to price the harness itself."""
 
@@ -161,6 +257,8 @@ class IdleTrigger(_ComparisonTrigger):
 
 
 _POLLING: dict[str, type[_PollingTrigger]] = {
+    "httpx-shared": SharedHttpxTrigger,
+    "aiohttp-bare": BareAiohttpTrigger,
     "sync": SyncRequestsTrigger,
     "thread": ThreadRequestsTrigger,
     "client-per-trigger": ClientPerTriggerTrigger,

@@ -34,7 +34,9 @@ def test_quick_benchmark_runs_and_prints_its_tables() -> None:
         assert heading in out, f"{heading!r} missing from:\n{out}"
     # A row per trigger variant, every one with all its events (correctness, not speed).
     for variant in (
-        "VeoTaskTrigger (httpx)",
+        "VeoTaskTrigger (aiohttp)",
+        "(before) VeoTaskTrigger on one shared httpx client",
+        "bare shared aiohttp session",
         "(a) sync requests in the coroutine",
         "(b) asyncio.to_thread",
         "(c) one httpx.AsyncClient per trigger",
@@ -46,3 +48,7 @@ def test_quick_benchmark_runs_and_prints_its_tables() -> None:
     assert "download_video MiB/s" in out
     assert "every trigger yields exactly one correct event" in out
     assert "Retry-After honoured on every 429" in out
+    # The scenarios CI runs small: 10,000 triggers (200 here), 500 ms of latency, a frozen burst.
+    for scenario in ("200 @ 1 s, 50 ms", "50 @ 1 s, 500 ms", "(burst, heap frozen)"):
+        assert scenario in out, f"{scenario!r} missing from:\n{out}"
+    assert "most requests in flight (bound: 64)" in out
