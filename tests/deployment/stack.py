@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -122,6 +123,14 @@ def session_cpu_seconds(sid: int) -> float:
             continue
         ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_used() -> float:
+    """CPU seconds of this process and of every child it has reaped (each with its own reaped children):
+    once a deployment is stopped, all that its processes, PostgreSQL and Redis used."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def tail(path: Path, lines: int = 60) -> str:
@@ -293,6 +302,7 @@ class Deployment:
             result = subprocess.run(
                 [sys.executable, "-m", "airflow", *args],
                 env=self.env,
+                cwd=self.root,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -302,7 +312,11 @@ class Deployment:
             raise RuntimeError(f"airflow {' '.join(args)} failed ({result.returncode}):\n{tail(log)}")
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Component:
-        """Start ``airflow <args>`` as component ``name``, in a new session and process group."""
+        """Start ``airflow <args>`` as component ``name``, in a new session and process group.
+
+        Every process runs in the deployment's folder: ``python -m`` puts the working directory first
+        on ``sys.path``, and the provider must come from its installation, not from where pytest ran.
+        """
         if name in self.components:
             raise RuntimeError(f"{name} is already running")
         self._starts[name] += 1
@@ -312,6 +326,7 @@ class Deployment:
             process = subprocess.Popen(
                 argv,
                 env={**self.env, **(env or {})},
+                cwd=self.root,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -678,6 +693,8 @@ def running(dep: Deployment, boot: Callable[[], None], *after: Callable[[], None
     ACTIVE.append(dep)
     atexit.register(dep.close)
     began = time.monotonic()
+    cpu_began = cpu_used()
+    load_began = os.getloadavg()[0]
     try:
         boot()
         dep.boot_seconds = time.monotonic() - began
@@ -693,6 +710,17 @@ def running(dep: Deployment, boot: Callable[[], None], *after: Callable[[], None
             with contextlib.suppress(Exception):
                 stop()
         ACTIVE.remove(dep)
+        wall, cpu = time.monotonic() - began, cpu_used() - cpu_began
+        usage = {
+            "wall_seconds": round(wall, 1),
+            "boot_seconds": round(dep.boot_seconds, 1),
+            "cpu_seconds": round(cpu, 1),
+            "cores_busy_on_average": round(cpu / wall, 2),
+            "cpu_count": os.cpu_count(),
+            "load_average_1min_at_start_and_end": (round(load_began, 1), round(os.getloadavg()[0], 1)),
+        }
+        dump(f"{dep.group}-usage", usage)
+        print(f"\n{dep.group} deployment, boot to teardown: {usage}")
         if dep.failed:
             print(f"\nthe deployment's logs are kept in {dep.keep_logs()}", file=sys.stderr)
         if not os.environ.get("VEO_DEPLOYMENT_KEEP"):

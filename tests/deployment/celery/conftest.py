@@ -93,7 +93,7 @@ class CeleryDeployment(Deployment):
             root,
             emulator,
             {
-                "PYTHONPATH": str(site),
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url,
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "veo_deploy_machine.hostname",
@@ -107,8 +107,6 @@ class CeleryDeployment(Deployment):
                 # The task supervisor waits up to this long in select(); when the task process closes
                 # its sockets a moment before it exits, the slot stays taken for the full wait (5 s).
                 "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
-                # Two API server processes: the execution API of every running task goes through it.
-                "AIRFLOW__API__WORKERS": "2",
             },
             connection_env=False,
             poll_interval=POLL_INTERVAL,

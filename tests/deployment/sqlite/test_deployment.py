@@ -4,8 +4,8 @@
   (SIGKILL: the triggers move once the dead one's heartbeat is 30 s old); here the only triggerer
   gets SIGTERM, a rolling restart, and a new one picks the trigger up right away, on the same try.
 * **A pool that does not count deferred tasks does not cap the jobs at CometAPI.** The Celery group
-  proves ``include_deferred=True`` caps them; here 100 tasks behind a 20-slot pool with the default
-  ``include_deferred=False`` have far more than 20 jobs rendering at once (the README's warning).
+  proves ``include_deferred=True`` caps them; here 40 tasks behind a 10-slot pool with the default
+  ``include_deferred=False`` have far more than 10 jobs rendering at once (the README's warning).
 * Both on the LocalExecutor, the executor of a one-machine deployment.
 
 Every run is triggered and watched through the REST API; the evidence comes from the task
@@ -119,7 +119,7 @@ def test_a_pool_that_frees_deferred_slots_does_not_cap_the_jobs(deployment: Depl
     """``include_deferred=False`` (the default): a deferred task frees its slot, so the pool limits only
     tasks submitting or downloading, and far more jobs render at CometAPI than the pool has slots."""
     dep, emulator = deployment, deployment.emulator
-    slots, count, job_seconds = 20, 100, 30
+    slots, count, job_seconds = 10, 40, 20
     dep.create_pool(LOAD_POOL, slots, include_deferred=False, description="CometAPI")
     marker = new_marker("load")
     prompts = [
@@ -174,5 +174,5 @@ def test_a_pool_that_frees_deferred_slots_does_not_cap_the_jobs(deployment: Depl
     assert peak_occupied <= slots
     assert peak_deferred > slots
     # ... so the pool does not cap the jobs at CometAPI (the Celery group's pool, counting deferred
-    # tasks, does).
-    assert in_flight > slots
+    # tasks, does): well over its slots render at once.
+    assert in_flight > slots * 3 // 2
