@@ -330,6 +330,7 @@ class VeoHook(BaseHook):
                 prompt=prompt,
                 prompt_sha256=prompt_sha256,
                 input_reference=list(request.references) if request else [],
+                usage=None,
             )
             self.log.info(
                 "Wrote %s (%d bytes, sha256 %s, %s s, %sx%s)",
