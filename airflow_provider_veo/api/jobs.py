@@ -152,8 +152,9 @@ class JobWatch:
 
     Each poll's outcome goes in; out comes either the seconds to sleep before the next poll or the
     final event. A change of status is logged, and of progress too unless ``log_progress`` is off (the
-    trigger logs progress only when debugging: thousands of triggers share one process); an unknown
-    status is warned of once.
+    trigger logs progress only when debugging: thousands of triggers share one process); the final
+    status too unless ``log_outcome`` is off (a trigger's event says it, and Airflow's triggerer logs
+    every event it fires); an unknown status is warned of once.
     "Not found" counts as "not stored yet" until ``visible_by`` (epoch seconds; ``None``: never).
     """
 
@@ -167,6 +168,7 @@ class JobWatch:
         *,
         visible_by: float | None = None,
         log_progress: bool = True,
+        log_outcome: bool = True,
     ) -> None:
         self.video_id = video_id
         self.poll_interval = poll_interval
@@ -174,6 +176,7 @@ class JobWatch:
         self.visible_by = visible_by
         self._log = log
         self._log_progress = log_progress
+        self._log_outcome = log_outcome
         self._clock = clock
         self._last: tuple[str, int | None] | None = None
         self._unknown_statuses: set[str] | None = None  # made on the first unknown status
@@ -194,10 +197,12 @@ class JobWatch:
         elif isinstance(outcome, VeoTransientError):
             # The job is paid for and still rendering: an outage is waited out until the deadline.
             self._log.warning("Video %s: could not read the job (%s); polling on", self.video_id, outcome)
+        elif outcome.state.is_terminal:
+            if self._log_outcome:
+                self._describe(outcome)
+            return job_event(outcome)
         else:
             self._describe(outcome)
-            if outcome.state.is_terminal:
-                return job_event(outcome)
         seconds_left = self.end_time - self._clock()
         if seconds_left <= 0:
             return timeout_event(self.video_id)

@@ -271,18 +271,18 @@ class VeoAsyncClient:
         self._settings = settings
         self._warn = warn
         self._limit = limit or InFlightLimit()
-        #: A trigger reads the same URL at every poll: it is parsed once (the last one read is kept).
-        self._url: tuple[str, URL] | None = None
+        #: A trigger reads the same URL at every poll: it is built once (video id, URL, path).
+        self._url: tuple[str, URL, str] | None = None
 
     async def get_video(self, video_id: str) -> VideoJob:
         """Read a job's status: the sync hook's :func:`api.request_flow`, driven in the event loop.
 
         The flow is started at the first failure only: an answered poll costs no generator.
         """
-        path = api.video_path(video_id)
-        if self._url is None or self._url[0] != path:
-            self._url = (path, URL(self._settings.base_url + path, encoded=True))
-        url = self._url[1]
+        if self._url is None or self._url[0] != video_id:
+            path = api.video_path(video_id)
+            self._url = (video_id, URL(self._settings.base_url + path, encoded=True), path)
+        _, url, path = self._url
         flow = None
         while True:
             error = await self._get(url)

@@ -73,15 +73,18 @@ class VeoTaskTrigger(BaseTrigger):
         hooks = sys.modules.get(_HOOK_MODULE)
         if hooks is None or _CLIENT_MODULE not in sys.modules:
             hooks = await asyncio.to_thread(_import_hooks)
-        # Changes of status are logged; a change of progress alone only when debugging: at 1,000s of
-        # triggers, a log line per poll would cost more CPU than the poll itself.
+        # Changes of status are logged; a change of progress alone only when debugging (at 1,000s of
+        # triggers, a log line per poll would cost more CPU than the poll itself), and the final status
+        # not at all: Airflow's triggerer logs the event, which carries it.
+        debugging = self.log.isEnabledFor(logging.DEBUG)
         watch = JobWatch(
             self.video_id,
             self.poll_interval,
             self.end_time,
             self.log,
             visible_by=self.visible_by,
-            log_progress=self.log.isEnabledFor(logging.DEBUG),
+            log_progress=debugging,
+            log_outcome=debugging,
         )
         try:
             hook = hooks.VeoHook(veo_conn_id=self.veo_conn_id)

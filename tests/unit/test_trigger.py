@@ -246,20 +246,32 @@ def test_polls_at_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_progress_is_logged_only_when_debugging(logs: Any) -> None:
-    """A change of status is logged; a change of progress alone costs a line only at DEBUG."""
+    """A change of status is logged; a change of progress alone, or the final status (the event says
+    it, and the triggerer logs every event), costs a line only at DEBUG."""
     answers = [Answer(200, json=job_json(status="in_progress", progress=p)) for p in (10, 20, 30)] + [
         Answer(200, json=job_json(status="completed", progress=100))
     ]
     with serving(_responses(*answers)):
         _events(_trigger())
     lines = [line for line in logs.lines("info") if line.startswith(f"Video {VIDEO_ID}: status")]
-    assert lines == [
-        f"Video {VIDEO_ID}: status 'in_progress', progress 10%",
-        f"Video {VIDEO_ID}: status 'completed', progress 100%",
-    ]
+    assert lines == [f"Video {VIDEO_ID}: status 'in_progress', progress 10%"]
 
 
 def test_on_kill_logs_the_video_id(logs: Any) -> None:
     asyncio.run(_trigger().on_kill())
     warnings = logs.lines("warning")
     assert any(VIDEO_ID in line and "no cancel endpoint" in line for line in warnings), warnings
+
+
+def test_when_debugging_every_change_is_logged(logs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    trigger = _trigger()
+    monkeypatch.setattr(type(trigger.log), "isEnabledFor", lambda self, level: True, raising=False)
+    answers = [Answer(200, json=job_json(status="in_progress", progress=p)) for p in (10, 20)]
+    with serving(_responses(*answers, Answer(200, json=job_json(status="completed", progress=100)))):
+        _events(trigger)
+    lines = [line for line in logs.lines("info") if line.startswith(f"Video {VIDEO_ID}: status")]
+    assert lines == [
+        f"Video {VIDEO_ID}: status 'in_progress', progress 10%",
+        f"Video {VIDEO_ID}: status 'in_progress', progress 20%",
+        f"Video {VIDEO_ID}: status 'completed', progress 100%",
+    ]
