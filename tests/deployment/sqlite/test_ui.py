@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_veo import api
+from airflow_provider_veo import api, get_provider_info
 
 from ..stack import ARTIFACTS, Deployment, require_airflow
 
@@ -132,9 +132,13 @@ def test_connection_form_save_and_test(page: Page, deployment: Deployment) -> No
     expect(host).to_be_visible()
     steps.shot("veo-form")
 
-    # Only the provider's two fields (and Airflow's description) under "Standard Fields".
+    # Only the provider's two standard fields (and Airflow's description), then its extra options
+    # (``conn-fields``), each under the label the provider gives it.
     labels = [text.strip().rstrip("*").strip() for text in dialog.locator("label").all_inner_texts()]
-    assert labels == ["Connection ID", "Connection Type", "Description", "Base URL", "API Key"], labels
+    [conn_type] = get_provider_info()["connection-types"]
+    extra_labels = [field["label"] for field in conn_type.get("conn-fields", {}).values()]
+    standard = ["Connection ID", "Connection Type", "Description", "Base URL", "API Key"]
+    assert labels == standard + extra_labels, labels
     assert host.get_attribute("placeholder") == "https://api.cometapi.com"
     key = dialog.locator("input[name=password]")
     assert key.get_attribute("type") == "password"
