@@ -143,7 +143,11 @@ class VeoCreateVideoOperator(_SubmittingOperator):
 
 
 class _StoringOperator(VeoHookMixin, BaseOperator):
-    """What the download and generate operators share: publishing a stored video to the rest of Airflow."""
+    """What the download and generate operators share: waiting in the worker, and publishing a stored
+    video to the rest of Airflow."""
+
+    poll_interval: float
+    timeout: float
 
     def __init__(self, **kwargs: Any) -> None:
         # An __init__ of its own: without one, Airflow's partial() reads BaseOperator's defaults through
@@ -178,6 +182,19 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
         publishing.emit_asset_events(context, list(self.outlets), stored)
         _lineage(self, stored)
         return stored
+
+    def _wait_here(self, context: Context, job: VideoJob, *, visible_by: float | None) -> VideoJob:
+        """Poll in the worker until the job ends, within ``timeout`` and what is left of
+        ``execution_timeout``; a job that failed or did not finish is raised as its error."""
+        event = wait_in_worker(
+            self.hook,
+            job,
+            poll_interval=self.poll_interval,
+            timeout=time_left(self, context, self.timeout),
+            log=self.log,
+            visible_by=visible_by,
+        )
+        return api.job_from_event(event)
 
     def _push_link(self, context: Context, video_id: str, destination: str) -> None:
         """What the "Stored video" link reads, pushed before any wait so a deferred task shows it too."""
@@ -253,15 +270,7 @@ class VeoDownloadVideoOperator(_StoringOperator):
             self._push_link(context, video_id, self.destination)
             job = self.hook.get_video(video_id)
             if not job.state.is_terminal and self.wait_for_completion:
-                event = wait_in_worker(
-                    self.hook,
-                    job,
-                    poll_interval=self.poll_interval,
-                    timeout=time_left(self, context, self.timeout),
-                    log=self.log,
-                    visible_by=None,
-                )
-                job = api.job_from_event(event)
+                job = self._wait_here(context, job, visible_by=None)
             if job.state is not JobState.SUCCEEDED:
                 if job.state is JobState.FAILED:
                     raise job.failure()
@@ -327,17 +336,9 @@ class VeoGenerateVideoOperator(_SubmittingOperator, _StoringOperator):
                     timeout=self.timeout,
                     visible_by=submission.visible_by,
                 )
-            event = wait_in_worker(
-                self.hook,
-                job,
-                poll_interval=self.poll_interval,
-                timeout=time_left(self, context, self.timeout),
-                log=self.log,
-                visible_by=submission.visible_by,
-            )
             stored = self._store(
                 context,
-                api.job_from_event(event),
+                self._wait_here(context, job, visible_by=submission.visible_by),
                 self.destination,
                 self.build_request(),
                 self.write_manifest,
