@@ -92,7 +92,7 @@ def reference_sha256s(images: list[tuple[str, bytes, str]]) -> list[str]:
     return [hashlib.sha256(content).hexdigest() for _, content, _ in images]
 
 
-def openlineage_facets(stored: StoredVideo | None, references: list[str]) -> Any:
+def openlineage_facets(stored: StoredVideo | None) -> Any:
     """The stored video as the output dataset, the reference images as inputs, the video id as the
     run's external query id; ``None`` before anything was stored."""
     from airflow.providers.common.compat.openlineage.facet import (
@@ -113,9 +113,8 @@ def openlineage_facets(stored: StoredVideo | None, references: list[str]) -> Any
             "outputStatistics": OutputStatisticsOutputDatasetFacet(rowCount=1, size=stored["bytes"])
         },
     )
-    inputs = [
-        Dataset(namespace=n, name=path) for n, path in map(_namespace_and_name, map(_as_uri, references))
-    ]
+    locations = map(_as_uri, stored["input_reference"])
+    inputs = [Dataset(namespace=n, name=path) for n, path in map(_namespace_and_name, locations)]
     return OperatorLineage(
         inputs=inputs,
         outputs=[output],
@@ -125,7 +124,7 @@ def openlineage_facets(stored: StoredVideo | None, references: list[str]) -> Any
     )
 
 
-def record_hook_lineage(context_owner: Any, stored: StoredVideo, references: list[str]) -> None:
+def record_hook_lineage(context_owner: Any, stored: StoredVideo) -> None:
     """Hook-level lineage for what ``ObjectStoragePath`` does not record itself: a local destination,
     and local or http(s) reference images."""
     from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
@@ -133,7 +132,7 @@ def record_hook_lineage(context_owner: Any, stored: StoredVideo, references: lis
     collector = get_hook_lineage_collector()  # type: ignore[no-untyped-call]
     if stored["asset_uri"].startswith("file://"):
         collector.add_output_asset(context=context_owner, uri=stored["asset_uri"])
-    for location in references:
+    for location in stored["input_reference"]:
         if reference_kind(location) != "uri":
             collector.add_input_asset(context=context_owner, uri=_as_uri(location))
 

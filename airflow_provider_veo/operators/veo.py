@@ -180,7 +180,7 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
             raise
         self._stored = stored
         publishing.emit_asset_events(context, list(self.outlets), stored)
-        _lineage(self, stored)
+        publishing.record_hook_lineage(self, stored)
         return stored
 
     def _wait_here(self, context: Context, job: VideoJob, *, visible_by: float | None) -> VideoJob:
@@ -208,9 +208,7 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
         """The stored video as the output, the reference images as inputs (OpenLineage provider only)."""
         from airflow_provider_veo import publishing
 
-        return publishing.openlineage_facets(
-            self._stored, self._stored["input_reference"] if self._stored else []
-        )
+        return publishing.openlineage_facets(self._stored)
 
 
 def _paid_for(video_id: str, destination: str) -> str:
@@ -219,12 +217,6 @@ def _paid_for(video_id: str, destination: str) -> str:
         f"VeoDownloadVideoOperator(video_id={video_id!r}, destination=...) or "
         f"`python -m airflow_provider_veo download {video_id} {destination}`"
     )
-
-
-def _lineage(operator: BaseOperator, stored: StoredVideo) -> None:
-    from airflow_provider_veo import publishing
-
-    publishing.record_hook_lineage(operator, stored, stored["input_reference"])
 
 
 class VeoDownloadVideoOperator(_StoringOperator):
