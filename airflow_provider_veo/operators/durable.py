@@ -10,13 +10,13 @@ retry submits again, and the task log says so.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_veo import api
 from airflow_provider_veo.api import JobState, Logger, Usage, VideoJob, VideoRequest
+from airflow_provider_veo.publishing import reference_sha256s
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -75,9 +75,7 @@ def submit_or_resume(
 ) -> Submission:
     """Reuse the job an earlier try of this task paid for, when it is still good, or submit a new one."""
     images = hook.load_references(request)  # read and checked before anything is sent or decided
-    fingerprint = api.request_fingerprint(
-        request, [hashlib.sha256(image).hexdigest() for _, image, _ in images]
-    )
+    fingerprint = api.request_fingerprint(request, reference_sha256s(images))
     store = context.get("task_state_store")
     record = SubmissionRecord.read(store.get(STATE_KEY)) if store is not None else SubmissionRecord()
     if store is None:
