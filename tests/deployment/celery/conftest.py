@@ -18,8 +18,15 @@ random for the session; no process has it in its environment.
 Processes stop with SIGTERM to each process group, then anything left in each session is killed;
 PostgreSQL gets a fast shutdown (SIGINT) and Redis SIGTERM; the temporary folders are removed
 (``VEO_DEPLOYMENT_KEEP=1`` keeps the Airflow one). Skipped when Airflow is older than 3.3, when the
-Celery provider or the PostgreSQL driver is missing (the ``test`` extra), or when PostgreSQL or
-Redis is not installed (``bash scripts/install_ci_system_packages.sh``).
+Celery provider or the PostgreSQL driver is missing (pyproject's ``dev`` group), or when PostgreSQL
+or Redis is not installed (``bash scripts/install_ci_system_packages.sh``).
+
+Settings beyond a stock deployment, each for a reason a test shows: ``[scheduler]
+task_instance_heartbeat_timeout`` 20 s (default 300) and its detection interval 2 s, so a killed
+worker's task is retried within the test; ``[workers] min_heartbeat_interval`` 2 s (default 5),
+which also bounds how long a task supervisor may sit in ``select()`` after its task process closed
+its sockets but before it exited (a slot held 5 s longer for a fair share of the tasks otherwise);
+``[core] hostname_callable`` for the machine names; ``poll_interval`` 2 s in the test DAGs.
 """
 
 from __future__ import annotations
@@ -43,8 +50,10 @@ from ..stack import Component, Deployment, free_port, require_airflow, running, 
 
 WORKERS = ("worker-a", "worker-b")
 TRIGGERERS = ("triggerer-a", "triggerer-b")
-#: Task processes each Celery worker runs at once. Waiting for a video holds none (it is deferred),
-#: so a few per worker keep up with submits and downloads; on 2 cores more only queue for the CPU.
+#: Task processes each Celery worker runs at once. Waiting for a video holds none (it is deferred):
+#: a slot is held only to submit (about 3 s here) and to download. 2 x 6 slots on 2 cores keep the
+#: 200-task load test pool-bound more often than not, and stay well under its 20 pool slots, so
+#: that more tasks wait deferred than the workers have slots.
 WORKER_CONCURRENCY = int(os.environ.get("VEO_CELERY_CONCURRENCY", "6"))
 #: Seconds between status reads of a job (the operators' ``poll_interval``; 15 s by default).
 POLL_INTERVAL = 2.0
@@ -173,7 +182,7 @@ def skip_without_stack() -> None:
         ("redis", "redis"),
     ):
         if importlib.util.find_spec(module) is None:
-            pytest.skip(f"the Celery deployment needs {package} (pip install -e '.[test]')")
+            pytest.skip(f"the Celery deployment needs {package} (bash scripts/bootstrap.sh)")
     if missing := missing_services():
         pytest.skip(
             f"the Celery deployment needs {', '.join(missing)} "

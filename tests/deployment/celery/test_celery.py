@@ -346,6 +346,7 @@ def test_triggerer_killed_with_50_deferred_tasks(celery_deployment: CeleryDeploy
         "victim": victim,
         "processes_killed": killed,
         "moved_triggers": len(moved),
+        "oldest_job_age_at_the_kill_seconds": round(oldest, 1),
         "seconds_from_kill_to_first_poll_by_the_survivor": round(takeover, 1),
         "seconds_from_kill_to_last_moved_trigger_polling": round(max(first_poll_by_survivor), 1),
         "run_seconds": round(watch.seconds, 1),
