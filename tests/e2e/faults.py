@@ -38,11 +38,20 @@ def use_connection(monkeypatch: pytest.MonkeyPatch, emu: VeoEmulator, **extra: A
 
 
 class FakeTI:
+    """The task instance a worker hands ``execute()``: XComs are kept in memory."""
+
+    task_id = "generate_video"
+    map_index = -1
+    try_number = 1
+
     def __init__(self) -> None:
         self.pushed: dict[str, Any] = {}
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.pushed[key] = value
+
+    def xcom_pull(self, *, task_ids: str, key: str, map_indexes: int) -> Any:
+        return self.pushed.get(key)
 
 
 @dataclass

@@ -37,17 +37,10 @@ from airflow_provider_veo.testing.runner import RunResult, run_dag
 from airflow_provider_veo.triggers.veo import VeoTaskTrigger
 
 from .conftest import dag_named
+from .faults import FakeTI
 
 KEY = "sk-SECRET-" + secrets.token_hex(16)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(64))
-
-
-class FakeTI:
-    def __init__(self) -> None:
-        self.pushed: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
 
 
 def use_connection(monkeypatch: pytest.MonkeyPatch, **conn: Any) -> None:
