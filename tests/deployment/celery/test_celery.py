@@ -184,8 +184,9 @@ def test_worker_killed_while_polling_resumes_on_the_other_worker(celery_deployme
     video_id, victim = wait_until(polling, 180, "the task to poll its job on a worker")
     survivor = other(WORKERS, victim)
     job_age = time.monotonic() - emulator.jobs[video_id].started
-    killed_at = time.time()
+    job_done_at = time.time() - job_age + job_seconds  # when the emulated job completes (epoch)
     killed = dep.kill_machine(victim)
+    killed_at = time.time()  # Nothing of the victim is left: whatever reads the job now is the retry.
     try:
         watch = dep.watch_run(POKE, run_id, timeout=300)
     finally:
@@ -199,7 +200,7 @@ def test_worker_killed_while_polling_resumes_on_the_other_worker(celery_deployme
     assert job.downloads == 1
     polls_after = retrieves_after(dep, video_id, killed_at)
     assert polls_after, "the retry never read the job"
-    assert polls_after[0] < killed_at - job_age + job_seconds, "the job had finished before the retry read it"
+    assert polls_after[0] < job_done_at, "the job had finished before the retry read it"
     result = dep.xcom(POKE, run_id, GENERATE, 0)
     assert result["video_id"] == video_id
     path = assert_video_file(dep, result, video_id)
@@ -307,8 +308,8 @@ def test_triggerer_killed_with_50_deferred_tasks(celery_deployment: CeleryDeploy
     jobs = jobs_with(emulator, marker)
     assert len(jobs) == count
     oldest = max(time.monotonic() - job.started for job in jobs.values())
-    killed_at = time.time()
     killed = dep.kill_machine(victim)
+    killed_at = time.time()  # Nothing of the victim is left: whatever reads a job now is the survivor.
     try:
         watch = dep.watch_run(FANOUT, run_id, timeout=400, interval=1)
     finally:
