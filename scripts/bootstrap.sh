@@ -27,15 +27,26 @@ extras=""
 if [ "$airflow_version" = "$VEO_NEWEST_AIRFLOW" ]; then
     extras="[openlineage]"
 fi
+# What an Airflow release pins in its constraints file (on GitHub, which CI cannot reach) but not in
+# its metadata, where a newer release of the package breaks it. 3.2.x:
+#   fastapi<0.137, the cap 3.3 declares: from 0.156.1 on, 3.2's execution API fails to build its
+#     schemas ("TITerminalStatePayload needs a discriminator field"), so no task runs;
+#   svcs<26.2: 26.2 detaches its registry from app.state when the lifespan ends, and the in-process
+#     execution API of 3.2 (dag.test()) loses it ("'State' object has no attribute 'svcs_registry'").
+pins=()
+case "$airflow_version" in
+    3.2.*) pins+=("fastapi<0.137" "svcs<26.2") ;;
+esac
 stamp="$venv/.veo-installed"
-want="$airflow_version $extras $(cat "$root/pyproject.toml" | sha256sum | cut -c1-16)"
+want="$airflow_version $extras ${pins[*]:-} $(cat "$root/pyproject.toml" | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "Installing apache-airflow==$airflow_version, the provider and the dev group into $venv ..." >&2
     # uv installs a PEP 735 dependency group from a pyproject.toml path (--group path:name); the floor
     # is the release this was tested with.
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "uv>=0.13" >&2
     "$venv/bin/python" -m uv pip install --quiet --python "$venv/bin/python" \
-        "apache-airflow==$airflow_version" -e "$root$extras" --group "$root/pyproject.toml:dev" >&2
+        "apache-airflow==$airflow_version" ${pins[@]+"${pins[@]}"} -e "$root$extras" \
+        --group "$root/pyproject.toml:dev" >&2
     echo "$want" > "$stamp"
 fi
 VEO_PYTHON="$venv/bin/python"
