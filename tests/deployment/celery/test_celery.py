@@ -292,9 +292,16 @@ def test_triggerer_killed_with_50_deferred_tasks(celery_deployment: CeleryDeploy
     run_id = dep.trigger(FANOUT, {"prompts": prompts})
 
     def all_deferred() -> list[dict[str, Any]] | None:
+        """All tasks deferred, and each trigger running on the triggerer it is assigned to (a trigger
+        is assigned in the DB a moment before that triggerer starts it and opens its log file)."""
         tis = [ti for ti in dep.task_instances(FANOUT, run_id) if ti["task_id"] == GENERATE]
         held = [ti for ti in tis if ti["state"] == "deferred" and (ti.get("triggerer_job") or {}).get("id")]
-        return held if len(held) == count else None
+        if len(held) < count:
+            return None
+        for ti in held:
+            if ti["triggerer_job"]["id"] not in dep.trigger_logs(FANOUT, run_id, GENERATE, ti["map_index"]):
+                return None
+        return held
 
     deferred = wait_until(all_deferred, 240, f"{count} deferred tasks held by triggerers", interval=1)
     triggerer_jobs = {job["id"]: job["hostname"] for job in dep.alive_triggerers()}
