@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
 from airflow_provider_veo import api
@@ -35,11 +36,11 @@ class Settings:
         if not conn.password:
             raise VeoInputError("password", f"connection {conn.conn_id!r} has no API key")
         try:
-            timeout = float(extra.get("timeout", api.DEFAULT_REQUEST_TIMEOUT))
-            create_timeout = float(extra.get("create_timeout", api.DEFAULT_CREATE_TIMEOUT))
+            timeout = float(_option(extra, "timeout", api.DEFAULT_REQUEST_TIMEOUT))
+            create_timeout = float(_option(extra, "create_timeout", api.DEFAULT_CREATE_TIMEOUT))
             retry = RetryPolicy(
-                max_attempts=int(extra.get("max_retries", RetryPolicy.max_attempts - 1)) + 1,
-                base_delay=float(extra.get("retry_base_delay", RetryPolicy.base_delay)),
+                max_attempts=int(_option(extra, "max_retries", RetryPolicy.max_attempts - 1)) + 1,
+                base_delay=float(_option(extra, "retry_base_delay", RetryPolicy.base_delay)),
             )
         except (TypeError, ValueError) as exc:
             raise VeoInputError(
@@ -93,3 +94,9 @@ class Settings:
 
 def _port(url: SplitResult) -> int | None:
     return url.port or {"http": 80, "https": 443}.get(url.scheme.lower())
+
+
+def _option(extra: Mapping[str, Any], name: str, default: float) -> Any:
+    """An extra option, or its default when absent or left empty (Airflow 3.1's form stores null)."""
+    value = extra.get(name)
+    return default if value is None or value == "" else value

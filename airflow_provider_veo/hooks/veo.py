@@ -14,7 +14,7 @@ import requests
 from airflow.sdk import BaseHook
 from urllib3.exceptions import NewConnectionError
 
-from airflow_provider_veo import UI_FIELD_BEHAVIOUR, api
+from airflow_provider_veo import UI_FIELD_BEHAVIOUR, api, connection_form_widgets
 from airflow_provider_veo.api import (
     JobState,
     StoredVideo,
@@ -105,8 +105,8 @@ class VeoHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """No extra form fields: the base URL and the key are all a user has to give."""
-        return {}
+        """The extra options' fields for Airflow 3.1's form; 3.2+ reads ``conn-fields`` instead."""
+        return connection_form_widgets()
 
     # ---------------------------------------------------------------------------------------
     # Settings

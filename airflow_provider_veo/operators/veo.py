@@ -17,6 +17,7 @@ from airflow_provider_veo.api import (
     VideoJob,
     VideoRequest,
 )
+from airflow_provider_veo.links import STORED_VIDEO_URI_XCOM_KEY, VeoStoredVideoLink
 from airflow_provider_veo.operator_support import VeoHookMixin, default_deferrable, parse_bool, task_outcomes
 from airflow_provider_veo.operators import durable
 from airflow_provider_veo.operators.durable import Submission, SubmitPolicy, submit_or_resume
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 
 #: The grid's label of a mapped task when the user sets none: the start of its prompt.
 DEFAULT_MAP_LABEL = "{{ task.prompt | truncate(48, True, '…', 0) }}"
-#: XCom the "Stored video" link reads: the destination's canonical URI, pushed as soon as it is known.
-STORED_VIDEO_URI_KEY = "stored_video_uri"
 
 
 class _SubmittingOperator(VeoHookMixin, BaseOperator):
@@ -148,6 +147,7 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
 
     poll_interval: float
     timeout: float
+    operator_extra_links = (VeoStoredVideoLink(),)
 
     def __init__(self, **kwargs: Any) -> None:
         # An __init__ of its own: without one, Airflow's partial() reads BaseOperator's defaults through
@@ -201,7 +201,7 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
         from airflow_provider_veo.storage import canonical_uri, resolve_destination
 
         context["ti"].xcom_push(
-            key=STORED_VIDEO_URI_KEY, value=canonical_uri(resolve_destination(destination, video_id))
+            key=STORED_VIDEO_URI_XCOM_KEY, value=canonical_uri(resolve_destination(destination, video_id))
         )
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
