@@ -1,7 +1,7 @@
 """Test tooling: a local CometAPI emulator and its pytest fixture.
 
-Names are imported on first use, so that loading the ``veo_emulator`` pytest plugin (registered for
-every pytest run where the provider is installed) does not start importing the HTTP server.
+Names are imported on first use, so that loading the ``veo_emulator`` pytest plugin does not start
+importing the HTTP server.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
-"""The ``veo_emulator`` pytest fixture, registered through the ``pytest11`` entry point.
+"""The ``veo_emulator`` pytest fixture: ``pytest_plugins = ["airflow_provider_veo.testing.pytest_plugin"]``.
 
-Kept import-light: pytest loads this module in every session where the provider is installed, so the
-emulator is imported only when a test asks for the fixture.
+Kept import-light: the emulator is imported only when a test asks for the fixture.
 """
 
 from __future__ import annotations

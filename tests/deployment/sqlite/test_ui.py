@@ -64,7 +64,7 @@ def chromium() -> str:
             "chromium is not installed: the UI test drives Debian's chromium "
             "(bash scripts/install_ci_system_packages.sh, or set VEO_CHROMIUM)"
         )
-    pytest.importorskip("playwright.sync_api", reason="the UI test needs playwright (the test extra)")
+    pytest.importorskip("playwright.sync_api", reason="the UI test needs playwright (the dev group)")
     return path
 
 
