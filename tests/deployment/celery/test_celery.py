@@ -53,6 +53,7 @@ from .conftest import (
 pytestmark = [pytest.mark.deployment, pytest.mark.celery]
 
 GENERATE = "generate_video"
+FAILED_STATES = ("failed", "upstream_failed", "up_for_retry")
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -64,8 +65,10 @@ def other(names: tuple[str, str], name: str) -> str:
 
 
 def mapped_ti(dep: Deployment, dag_id: str, run_id: str, map_index: int = 0) -> dict[str, Any] | None:
+    """The generate task's instance; fails the test at once if it failed before the machine was killed."""
     for ti in dep.task_instances(dag_id, run_id):
         if ti["task_id"] == GENERATE and ti["map_index"] == map_index:
+            assert ti["state"] not in FAILED_STATES, f"the task failed before the kill: {ti}"
             return ti
     return None
 
@@ -295,6 +298,8 @@ def test_triggerer_killed_with_50_deferred_tasks(celery_deployment: CeleryDeploy
         """All tasks deferred, and each trigger running on the triggerer it is assigned to (a trigger
         is assigned in the DB a moment before that triggerer starts it and opens its log file)."""
         tis = [ti for ti in dep.task_instances(FANOUT, run_id) if ti["task_id"] == GENERATE]
+        failed = [(ti["map_index"], ti["state"]) for ti in tis if ti["state"] in FAILED_STATES]
+        assert not failed, f"tasks failed before any triggerer was killed (see the process logs): {failed}"
         held = [ti for ti in tis if ti["state"] == "deferred" and (ti.get("triggerer_job") or {}).get("id")]
         if len(held) < count:
             return None
