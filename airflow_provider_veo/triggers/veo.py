@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator
 from types import ModuleType
@@ -21,10 +20,20 @@ _HOOK_MODULE = "airflow_provider_veo.hooks.veo"
 _CLIENT_MODULE = "airflow_provider_veo.hooks.async_client"
 
 
+#: The hook module once an import of it has finished. Not ``sys.modules``: that holds a module while
+#: another thread is still executing it, and a trigger starting then would find it half-initialised.
+_hooks: ModuleType | None = None
+
+
 def _import_hooks() -> ModuleType:
-    """The hook module, with the async client's (aiohttp's) imported too: ~0.1 s the first time."""
+    """The hook module, with the async client's (aiohttp's) imported too: ~0.1 s the first time.
+
+    Concurrent callers wait on Python's import lock for the first to finish.
+    """
+    global _hooks
     importlib.import_module(_CLIENT_MODULE)
-    return importlib.import_module(_HOOK_MODULE)
+    _hooks = importlib.import_module(_HOOK_MODULE)
+    return _hooks
 
 
 class VeoTaskTrigger(BaseTrigger):
@@ -70,9 +79,7 @@ class VeoTaskTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # Imported in a thread, never on the loop; once loaded, no thread hop for the next trigger.
-        hooks = sys.modules.get(_HOOK_MODULE)
-        if hooks is None or _CLIENT_MODULE not in sys.modules:
-            hooks = await asyncio.to_thread(_import_hooks)
+        hooks = _hooks if _hooks is not None else await asyncio.to_thread(_import_hooks)
         # Changes of status are logged; a change of progress alone only when debugging (at 1,000s of
         # triggers, a log line per poll would cost more CPU than the poll itself), and the final status
         # not at all: Airflow's triggerer logs the event, which carries it.
