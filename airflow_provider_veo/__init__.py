@@ -69,6 +69,15 @@ def connection_form_widgets() -> dict[str, Any]:
     }
 
 
+def __getattr__(name: str) -> Any:
+    """:func:`videos_from_events`, imported on first use so that provider discovery stays cheap."""
+    if name == "videos_from_events":
+        from airflow_provider_veo.publishing import videos_from_events
+
+        return videos_from_events
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow's providers manager (the ``apache_airflow_provider`` entry point)."""
     integration = "CometAPI Veo"

@@ -13,10 +13,13 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_veo.api import StoredVideo, VideoJob, VideoRequest, reference_kind
-from airflow_provider_veo.storage import resolve_destination, sidecar_of, write_all_or_nothing
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from airflow.sdk import Context
+
+    from airflow_provider_veo.destinations import Destination
 
 
 def asset_extra(stored: StoredVideo) -> dict[str, Any]:
@@ -57,8 +60,29 @@ def emit_asset_events(context: Context, outlets: list[Any], stored: StoredVideo)
             events[outlet].extra.update(extra)
 
 
+def videos_from_events(triggering_asset_events: Mapping[Any, Iterable[Any]]) -> list[dict[str, Any]]:
+    """Each video of a downstream run's ``triggering_asset_events``, once, in the order they came.
+
+    One run may carry several videos (events queued while the DAG waited, a mapped task's videos).
+    Every event is listed under each key that scheduled the DAG (an ``AssetAlias`` event also under
+    its ``Asset``), so reading them all naively sees a video twice: they are told apart here by
+    ``video_id`` (then by the asset URI). Each item is the event's ``extra``, see :func:`asset_extra`.
+    """
+    seen: set[str] = set()
+    videos = []
+    for events in triggering_asset_events.values():
+        for event in events:
+            extra = dict(getattr(event, "extra", None) or {})
+            identity = extra.get("video_id") or extra.get("asset_uri")
+            if not identity or identity in seen:
+                continue
+            seen.add(identity)
+            videos.append(extra)
+    return videos
+
+
 def write_manifest(
-    destination: str,
+    target: Destination,
     stored: StoredVideo,
     job: VideoJob,
     request: VideoRequest | None,
@@ -84,8 +108,7 @@ def write_manifest(
         "height": stored["height"],
         "uri": stored["uri"],
     }
-    target = sidecar_of(resolve_destination(destination, stored["video_id"]))
-    return write_all_or_nothing(target, json.dumps(manifest, ensure_ascii=False, indent=2).encode())
+    return target.sidecar().write_bytes(json.dumps(manifest, ensure_ascii=False, indent=2).encode())
 
 
 def reference_sha256s(images: list[tuple[str, bytes, str]]) -> list[str]:
@@ -125,23 +148,23 @@ def openlineage_facets(stored: StoredVideo | None) -> Any:
 
 
 def record_hook_lineage(context_owner: Any, stored: StoredVideo) -> None:
-    """Hook-level lineage for what ``ObjectStoragePath`` does not record itself: a local destination,
-    and local or http(s) reference images."""
+    """Hook-level lineage: the stored video and the reference images. The provider reads and writes
+    through the filesystems themselves, not ``ObjectStoragePath``, which would record them."""
     from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
 
     collector = get_hook_lineage_collector()  # type: ignore[no-untyped-call]
-    if stored["asset_uri"].startswith("file://"):
-        collector.add_output_asset(context=context_owner, uri=stored["asset_uri"])
+    collector.add_output_asset(context=context_owner, uri=stored["asset_uri"])
     for location in stored["input_reference"]:
-        if reference_kind(location) != "uri":
-            collector.add_input_asset(context=context_owner, uri=_as_uri(location))
+        collector.add_input_asset(context=context_owner, uri=_as_uri(location))
 
 
 def _as_uri(location: str) -> str:
-    """A reference image's location as a URI: local paths become ``file://`` URIs."""
-    from pathlib import Path
+    """A reference image's location as a URI: local paths become ``file://`` URIs, object store URIs
+    their canonical form (without a connection id), http(s) URLs stay as they are."""
+    from airflow_provider_veo.destinations import parse_destination
 
-    return location if reference_kind(location) != "path" else Path(location).expanduser().resolve().as_uri()
+    kind = reference_kind(location)
+    return location if kind == "url" else parse_destination(location).canonical_uri
 
 
 def _namespace_and_name(uri: str) -> tuple[str, str]:

@@ -4,7 +4,9 @@
 ``AssetAlias``: each stored video adds an ``Asset`` named by where the file is
 (``file:///...``, ``s3://bucket/key``), with the video in the event's ``extra`` (video id, sha256,
 bytes, model, seconds, size, duration, width, height, prompt). ``veo_publish_video`` is scheduled
-on that alias, so Airflow runs it once for each video, and it finds the file in its triggering event.
+on that alias. One of its runs may carry several videos (all those stored while it waited to be
+scheduled), and each event appears under both the alias and its asset in
+``triggering_asset_events``: ``videos_from_events`` lists each video once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import pendulum
 from airflow.sdk import DAG, AssetAlias, task
 
+from airflow_provider_veo import videos_from_events
 from airflow_provider_veo.operators.veo import VeoGenerateVideoOperator
 
 VIDEOS = AssetAlias("veo-videos")
@@ -37,7 +40,7 @@ with DAG(
 
 with DAG(
     dag_id="veo_publish_video",
-    description="Runs once per video stored by veo_render_for_publishing",
+    description="Runs on the videos stored by veo_render_for_publishing, each video once",
     schedule=[VIDEOS],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -46,8 +49,8 @@ with DAG(
 
     @task
     def publish(*, triggering_asset_events: dict) -> list[dict]:  # type: ignore[type-arg]
-        """Where a real pipeline would transcode or upload: here it reads what each event says."""
-        videos = [event.extra for events in triggering_asset_events.values() for event in events]
+        """Where a real pipeline would transcode or upload: here it reads what each video's event says."""
+        videos = videos_from_events(triggering_asset_events)
         for video in videos:
             print(f"Publishing {video['uri']} ({video['bytes']} bytes, sha256 {video['sha256']})")
         return videos

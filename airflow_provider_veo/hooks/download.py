@@ -22,12 +22,9 @@ import urllib3
 
 from airflow_provider_veo.api import DOWNLOAD_CHUNK_BYTES, VeoDownloadError
 from airflow_provider_veo.mp4 import Mp4Error, Mp4Info, Mp4Walker
-from airflow_provider_veo.storage import StagedFile, write_error
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from airflow.sdk import ObjectStoragePath
+    from airflow_provider_veo.destinations import Destination
 
 #: Chunks received but not yet written: with 1 MiB chunks, at most this many MiB plus two wait in memory.
 PIPELINE_DEPTH = 4
@@ -97,9 +94,9 @@ def _body_chunks(response: requests.Response) -> Any:
         yield chunk
 
 
-def receive(response: requests.Response, target: Path | ObjectStoragePath) -> Written:
+def receive(response: requests.Response, target: Destination) -> Written:
     """Stream ``response``'s body into ``target`` and publish it only once it is verified whole."""
-    staged = StagedFile(target)
+    staged = target.stage()
     with response, staged as sink:
         expected = response.headers.get("Content-Length")
         writer = _Writer(sink)
@@ -115,7 +112,7 @@ def receive(response: requests.Response, target: Path | ObjectStoragePath) -> Wr
             finally:
                 writer.finish()
             if isinstance(writer.error, OSError):  # a full disk: not something another attempt mends
-                raise write_error(target, writer.error) from writer.error
+                raise target.write_error(writer.error) from writer.error
             if writer.error is not None:
                 raise writer.error
             size = writer.size

@@ -31,9 +31,9 @@ from airflow_provider_veo.hooks.download import receive
 from airflow_provider_veo.hooks.settings import CONNECT_TIMEOUT as _CONNECT_TIMEOUT
 from airflow_provider_veo.hooks.settings import REQUEST_ID_HEADER
 from airflow_provider_veo.hooks.settings import Settings as _Settings
-from airflow_provider_veo.storage import canonical_uri, resolve_destination
 
 if TYPE_CHECKING:
+    from airflow_provider_veo.destinations import Destination
     from airflow_provider_veo.hooks.async_client import (
         MAX_REQUESTS_IN_FLIGHT,
         MIN_REQUESTS_IN_FLIGHT,
@@ -249,11 +249,9 @@ class VeoHook(BaseHook):
                     content: bytes = response.raw.read(limit, decode_content=True)
                     return content
             if kind == "uri":
-                from airflow.sdk import ObjectStoragePath
+                from airflow_provider_veo.destinations import parse_destination
 
-                with ObjectStoragePath(location).open("rb") as source:  # type: ignore[no-untyped-call]
-                    content = source.read(limit)
-                    return content
+                return parse_destination(location).read_bytes(limit, field="input_reference")
             with Path(location).expanduser().open("rb") as source:
                 return source.read(limit)
         except (OSError, requests.RequestException) as exc:
@@ -284,7 +282,7 @@ class VeoHook(BaseHook):
     def download_video(
         self,
         video_id: str,
-        destination: str | os.PathLike[str],
+        destination: str | os.PathLike[str] | Destination,
         *,
         job: VideoJob | None = None,
         request: VideoRequest | None = None,
@@ -295,8 +293,11 @@ class VeoHook(BaseHook):
         top-level boxes tile it exactly, with ``ftyp``, ``moov`` and ``mdat``: a body cut short is
         never published. A failed ``video_url`` is retried with a fresh one from the job, then with
         ``/content``. ``request``, when given, is what was asked, checked against what was rendered.
+        A store that refuses the upload raises :class:`~airflow_provider_veo.destinations.VeoStorageError`.
         """
-        target = resolve_destination(destination, video_id)
+        from airflow_provider_veo.destinations import parse_destination
+
+        target = parse_destination(destination).file_for(video_id)
         job = job or self.get_video(video_id)
         failed_urls: set[str] = set()
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
@@ -317,7 +318,7 @@ class VeoHook(BaseHook):
             stored = StoredVideo(
                 video_id=video_id,
                 uri=written.uri,
-                asset_uri=canonical_uri(target),
+                asset_uri=target.canonical_uri,
                 bytes=written.size,
                 sha256=written.sha256,
                 content_type=written.content_type,
@@ -384,7 +385,7 @@ class VeoHook(BaseHook):
                 ) from exc
             raise VeoDownloadError(str(exc)) from exc
 
-    def _stream_to(self, target: Any, video_id: str, video_url: str | None) -> _Written:
+    def _stream_to(self, target: Destination, video_id: str, video_url: str | None) -> _Written:
         """Stream the video into ``target`` and publish it only once it is verified whole."""
         return receive(self._open_video(video_id, video_url), target)
 

@@ -102,10 +102,11 @@ class VeoBatchSummaryOperator(VeoHookMixin, BaseOperator):
         self.fail_on_missing = fail_on_missing
 
     def execute(self, context: Context) -> list[SummaryRow]:
-        from airflow_provider_veo.storage import StagedFile, resolve_destination
+        from airflow_provider_veo.destinations import parse_destination
 
-        target = resolve_destination(self.destination, "summary")
-        file_format = target.suffix.lower().lstrip(".")
+        destination = parse_destination(self.destination)
+        target = destination.file_for("summary")
+        file_format = target.name.rpartition(".")[2].lower() if "." in target.name else ""
         if file_format not in ("csv", "json"):
             raise VeoInputError(
                 "destination",
@@ -116,18 +117,15 @@ class VeoBatchSummaryOperator(VeoHookMixin, BaseOperator):
                 "This task is not downstream of %r: it may run before that task's videos are stored",
                 self.generate_task_id,
             )
-        rows = self.collect_rows(context, _folder_of(self.destination))
-        staged = StagedFile(target)
-        with staged as sink:
-            sink.write(render(rows, file_format).encode("utf-8"))
-            staged.publish()
-        self._log_table(rows, staged.uri)
+        rows = self.collect_rows(context, target.folder)
+        uri = target.write_bytes(render(rows, file_format).encode("utf-8"))
+        self._log_table(rows, uri)
         missing = [row for row in rows if row["status"] != STORED]
         if missing and self.fail_on_missing:
             context["ti"].xcom_push(key="return_value", value=rows)
             raise AirflowFailException(
                 f"{len(missing)} of {len(rows)} videos of {self.generate_task_id!r} were not stored "
-                f"({_counts(missing)}); the table is logged above and written to {staged.uri}"
+                f"({_counts(missing)}); the table is logged above and written to {uri}"
             )
         return rows
 
@@ -245,17 +243,6 @@ def _counts(rows: Sequence[SummaryRow]) -> str:
     for row in rows:
         found[row["status"]] = found.get(row["status"], 0) + 1
     return ", ".join(f"{count} {status}" for status, count in found.items())
-
-
-def _folder_of(destination: str) -> str:
-    """Where the fetch commands put videos: the summary's own folder, as the user wrote it."""
-    from pathlib import Path
-
-    text = destination.strip()
-    if "://" in text and not text.lower().startswith("file://"):
-        return text.rsplit("/", 1)[0] + "/"
-    local = Path(text.removeprefix("file://")).expanduser().resolve()
-    return f"{local.parent}/"
 
 
 def _task_states(ti: Any, task_id: str) -> dict[int, str | None]:

@@ -17,7 +17,11 @@ from airflow_provider_veo.api import (
     VideoJob,
     VideoRequest,
 )
-from airflow_provider_veo.links import STORED_VIDEO_URI_XCOM_KEY, VeoStoredVideoLink
+from airflow_provider_veo.links import (
+    STORED_VIDEO_URI_XCOM_KEY,
+    STORED_VIDEO_URL_XCOM_KEY,
+    VeoStoredVideoLink,
+)
 from airflow_provider_veo.operator_support import VeoHookMixin, default_deferrable, parse_bool, task_outcomes
 from airflow_provider_veo.operators import durable
 from airflow_provider_veo.operators.durable import Submission, SubmitPolicy, submit_or_resume
@@ -25,6 +29,8 @@ from airflow_provider_veo.waiting import defer_to_trigger, time_left, wait_in_wo
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_veo.destinations import Destination
 
 #: The grid's label of a mapped task when the user sets none: the start of its prompt.
 DEFAULT_MAP_LABEL = "{{ task.prompt | truncate(48, True, '…', 0) }}"
@@ -160,23 +166,28 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
         self,
         context: Context,
         job: VideoJob,
-        destination: str,
+        destination: Destination,
         request: VideoRequest | None,
         write_manifest: bool,
     ) -> StoredVideo:
-        """Download the finished job, then describe the file to assets, lineage and maybe a manifest."""
-        from airflow_provider_veo import publishing
+        """Download the finished job, then describe the file to assets, lineage and maybe a manifest.
 
+        Whatever fails once the job completed (the download, the disk, the store) says the video is
+        paid for and how to fetch it.
+        """
+        from airflow_provider_veo import publishing
+        from airflow_provider_veo.destinations import try_started_at
+
+        target = destination.file_for(job.video_id)
         try:
-            stored = self.hook.download_video(job.video_id, destination, job=job, request=request)
+            target.remove_stale_parts(older_than=try_started_at(context))
+            stored = self.hook.download_video(job.video_id, target, job=job, request=request)
             if write_manifest:
                 images = self.hook.load_references(request) if request else []
-                publishing.write_manifest(
-                    destination, stored, job, request, publishing.reference_sha256s(images)
-                )
+                publishing.write_manifest(target, stored, job, request, publishing.reference_sha256s(images))
         except VeoError as exc:
             if job.state is JobState.SUCCEEDED:
-                exc.args = (f"{exc}. {_paid_for(job.video_id, destination)}",)
+                exc.args = (f"{exc}. {_paid_for(job.video_id, destination.written)}",)
             raise
         self._stored = stored
         publishing.emit_asset_events(context, list(self.outlets), stored)
@@ -196,19 +207,25 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
         )
         return api.job_from_event(event)
 
-    def _push_link(self, context: Context, video_id: str, destination: str) -> None:
+    def _push_link(self, context: Context, target: Destination) -> None:
         """What the "Stored video" link reads, pushed before any wait so a deferred task shows it too."""
-        from airflow_provider_veo.storage import canonical_uri, resolve_destination
-
-        context["ti"].xcom_push(
-            key=STORED_VIDEO_URI_XCOM_KEY, value=canonical_uri(resolve_destination(destination, video_id))
-        )
+        context["ti"].xcom_push(key=STORED_VIDEO_URI_XCOM_KEY, value=target.canonical_uri)
+        context["ti"].xcom_push(key=STORED_VIDEO_URL_XCOM_KEY, value=target.console_url())
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The stored video as the output, the reference images as inputs (OpenLineage provider only)."""
         from airflow_provider_veo import publishing
 
         return publishing.openlineage_facets(self._stored)
+
+
+def _earlier_video_id(context: Context) -> str | None:
+    """The job an earlier try of this task submitted (Airflow 3.3+), if its record can be read."""
+    try:
+        store = context.get("task_state_store")
+        return durable.SubmissionRecord.read(store.get(durable.STATE_KEY)).video_id if store else None
+    except Exception:  # an unreadable record is the submit's to report, not this message's
+        return None
 
 
 def _paid_for(video_id: str, destination: str) -> str:
@@ -257,9 +274,12 @@ class VeoDownloadVideoOperator(_StoringOperator):
         self.write_manifest = write_manifest
 
     def execute(self, context: Context) -> StoredVideo:
+        from airflow_provider_veo.destinations import parse_destination
+
         with task_outcomes():
             video_id = str(self.video_id)
-            self._push_link(context, video_id, self.destination)
+            destination = parse_destination(self.destination)
+            self._push_link(context, destination.file_for(video_id))
             job = self.hook.get_video(video_id)
             if not job.state.is_terminal and self.wait_for_completion:
                 job = self._wait_here(context, job, visible_by=None)
@@ -271,7 +291,7 @@ class VeoDownloadVideoOperator(_StoringOperator):
                     "VeoTaskSensor before this task, create it with VeoGenerateVideoOperator, or set "
                     "wait_for_completion=True"
                 )
-            return self._store(context, job, self.destination, None, self.write_manifest)
+            return self._store(context, job, destination, None, self.write_manifest)
 
 
 class VeoGenerateVideoOperator(_SubmittingOperator, _StoringOperator):
@@ -311,13 +331,14 @@ class VeoGenerateVideoOperator(_SubmittingOperator, _StoringOperator):
         self.write_manifest = write_manifest
 
     def execute(self, context: Context) -> StoredVideo:
-        from airflow_provider_veo.storage import check_destination
+        from airflow_provider_veo.destinations import parse_destination
 
         with task_outcomes():
-            check_destination(self.destination)  # before paying for a video it could not store
+            destination = parse_destination(self.destination)
+            self._check_destination(context, destination)
             submission = self.submit_or_resume(context)
             job = submission.job
-            self._push_link(context, job.video_id, self.destination)
+            self._push_link(context, destination.file_for(job.video_id))
             if not job.state.is_terminal and self.deferrable:
                 defer_to_trigger(
                     self,
@@ -331,18 +352,35 @@ class VeoGenerateVideoOperator(_SubmittingOperator, _StoringOperator):
             stored = self._store(
                 context,
                 self._wait_here(context, job, visible_by=submission.visible_by),
-                self.destination,
+                destination,
                 self.build_request(),
                 self.write_manifest,
             )
             stored["usage"] = submission.usage
             return stored
 
+    def _check_destination(self, context: Context, destination: Destination) -> None:
+        """Refuse a destination the video could not be written to, before paying for the video. A
+        retry whose earlier try already submitted a job says which, and how to fetch it."""
+        try:
+            destination.check_writable()
+        except VeoError as exc:
+            earlier = _earlier_video_id(context)
+            if earlier:
+                exc.args = (
+                    f"{exc}. An earlier try of this task submitted video {earlier}; once completed, "
+                    f"{_paid_for(earlier, destination.written)}",
+                )
+            raise
+
     def execute_complete(self, context: Context, event: dict[str, Any]) -> StoredVideo:
         """Resume after the trigger fired: download a completed video, fail otherwise."""
+        from airflow_provider_veo.destinations import parse_destination
+
         with task_outcomes():
             job = api.job_from_event(event)
-            stored = self._store(context, job, self.destination, self.build_request(), self.write_manifest)
+            destination = parse_destination(self.destination)
+            stored = self._store(context, job, destination, self.build_request(), self.write_manifest)
             ti = context["ti"]  # the usage pushed before deferring, by this same try
             stored["usage"] = ti.xcom_pull(task_ids=ti.task_id, key="usage", map_indexes=ti.map_index)
             return stored

@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 
 from airflow_provider_veo.api import VeoDownloadError
+from airflow_provider_veo.destinations import StagedFile
 from airflow_provider_veo.operators.veo import (
     VeoCreateVideoOperator,
     VeoDownloadVideoOperator,
 )
-from airflow_provider_veo.storage import StagedFile
 from airflow_provider_veo.testing import Scenario, VeoEmulator
 from airflow_provider_veo.testing.runner import run_dag
 

@@ -58,6 +58,13 @@ DOWNLOADED = {
 }
 
 
+def _target(destination: str, video_id: str = VIDEO_ID) -> Any:
+    """The file a video goes to, as the operators hand it to the hook."""
+    from airflow_provider_veo.destinations import parse_destination
+
+    return parse_destination(destination).file_for(video_id)
+
+
 def _record(video_id: str, **fields: Any) -> dict[str, Any]:
     """What an earlier try of the default request left in the task_state_store."""
     return {
@@ -365,7 +372,9 @@ def test_generate_deferrable_with_completed_resumed_job_downloads_at_once(ti: Fa
     assert _without_usage(result) == DOWNLOADED
     assert "usage" in result
     hook.submit.assert_not_called()
-    hook.download_video.assert_called_once_with("task_old", "/data/videos/", job=completed, request=REQUEST)
+    hook.download_video.assert_called_once_with(
+        "task_old", _target("/data/videos/", "task_old"), job=completed, request=REQUEST
+    )
 
 
 def test_generate_execute_complete_downloads() -> None:
@@ -376,7 +385,7 @@ def test_generate_execute_complete_downloads() -> None:
     assert _without_usage(result) == DOWNLOADED
     assert "usage" in result
     hook.download_video.assert_called_once_with(
-        VIDEO_ID, "s3://bucket/videos/", job=completed, request=REQUEST
+        VIDEO_ID, _target("s3://bucket/videos/"), job=completed, request=REQUEST
     )
     hook.submit.assert_not_called()
 
@@ -420,7 +429,9 @@ def test_generate_polls_in_the_worker(ti: FakeTI, context: dict[str, Any], sleep
     assert hook.get_video.call_count == 3
     assert len(sleeps) == 3
     assert all(30 <= s <= 33 for s in sleeps), sleeps
-    hook.download_video.assert_called_once_with(VIDEO_ID, "/data/videos/", job=completed, request=REQUEST)
+    hook.download_video.assert_called_once_with(
+        VIDEO_ID, _target("/data/videos/"), job=completed, request=REQUEST
+    )
     assert _pushed_ids(ti) == [VIDEO_ID]
 
 
@@ -461,7 +472,9 @@ def test_download_returns_the_hooks_dict(context: dict[str, Any]) -> None:
         VeoDownloadVideoOperator(task_id="download", video_id=VIDEO_ID, destination="file:///videos/"), hook
     )
     assert operator.execute(context) == DOWNLOADED
-    hook.download_video.assert_called_once_with(VIDEO_ID, "file:///videos/", job=completed, request=None)
+    hook.download_video.assert_called_once_with(
+        VIDEO_ID, _target("file:///videos/"), job=completed, request=None
+    )
 
 
 def test_download_errors(context: dict[str, Any]) -> None:
@@ -583,7 +596,7 @@ def test_wait_for_completion_polls_before_downloading(context: dict[str, Any], s
     )
     assert operator.execute(context) == DOWNLOADED
     assert len(sleeps) == 2
-    hook.download_video.assert_called_once_with(VIDEO_ID, "/v/", job=completed, request=None)
+    hook.download_video.assert_called_once_with(VIDEO_ID, _target("/v/"), job=completed, request=None)
 
 
 @pytest.mark.parametrize("operator_kind", ["download", "generate"])

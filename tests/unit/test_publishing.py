@@ -10,6 +10,7 @@ import pytest
 
 from airflow_provider_veo import api, publishing
 from airflow_provider_veo.api import StoredVideo, VideoJob
+from airflow_provider_veo.destinations import parse_destination
 
 
 def _stored(tmp_path: Path, **fields: Any) -> StoredVideo:
@@ -61,7 +62,8 @@ def test_the_manifest_says_what_made_the_file(tmp_path: Path) -> None:
         prompt="a fox " * 100, model="veo3.1", seconds=8, input_reference="/frames/a.png"
     )
     job = VideoJob(video_id="task_1", status="completed", created_at=100, completed_at=160)
-    written = publishing.write_manifest(f"{tmp_path}/clip.mp4", stored, job, request, ["ef" * 32])
+    target = parse_destination(f"{tmp_path}/clip.mp4")
+    written = publishing.write_manifest(target, stored, job, request, ["ef" * 32])
     manifest = json.loads(Path(written).read_text())
     assert Path(written) == (tmp_path / "clip.json").resolve()
     assert manifest["prompt"] == request.prompt  # whole, unlike the result's excerpt

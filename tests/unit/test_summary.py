@@ -23,7 +23,6 @@ from airflow_provider_veo.operators.summary import (
     STORED,
     UNKNOWN,
     VeoBatchSummaryOperator,
-    _folder_of,
 )
 from airflow_provider_veo.operators.veo import VeoGenerateVideoOperator
 
@@ -233,4 +232,6 @@ def test_prompts_of_expand_kwargs_and_of_an_unmapped_task(tmp_path: Path) -> Non
     ],
 )
 def test_fetch_commands_download_next_to_the_summary(destination: str, folder: str) -> None:
-    assert _folder_of(destination) == folder
+    from airflow_provider_veo.destinations import parse_destination
+
+    assert parse_destination(destination).file_for("summary").folder == folder
