@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -35,6 +36,8 @@ except ImportError:  # Airflow 3.1
     from airflow.exceptions import TaskDeferred  # type: ignore[no-redef,attr-defined]
 
 STATE_KEY = VeoCreateVideoOperator.STATE_KEY
+#: Where the generate operator's videos go: a folder any user may create, as the pre-payment check asks.
+VIDEOS = f"{tempfile.gettempdir()}/veo-unit-tests/videos/"
 #: What the operators built from their default prompt, handed to the download to check the MP4 against.
 REQUEST = api.build_request(prompt="a cat surfing a wave")
 #: The fingerprint of that request (no reference images): what a retry's record must match.
@@ -130,7 +133,7 @@ def _create(hook: Any, **kwargs: Any) -> VeoCreateVideoOperator:
 
 def _generate(hook: Any, **kwargs: Any) -> VeoGenerateVideoOperator:
     kwargs.setdefault("prompt", "a cat surfing a wave")
-    kwargs.setdefault("destination", "/data/videos/")
+    kwargs.setdefault("destination", VIDEOS)
     return _with_hook(VeoGenerateVideoOperator(task_id="generate", **kwargs), hook)
 
 
@@ -360,7 +363,7 @@ def test_generate_defers_to_the_trigger(ti: FakeTI) -> None:
     assert store.sets == [(STATE_KEY, _new_record("task_new"))]
     assert _pushed_ids(ti) == ["task_new"]
     # What the "Stored video" link reads is pushed before deferring.
-    assert dict(ti.pushed)["stored_video_uri"] == f"file:///data/videos/{api.video_filename('task_new')}"
+    assert dict(ti.pushed)["stored_video_uri"] == f"file://{VIDEOS}{api.video_filename('task_new')}"
     hook.download_video.assert_not_called()
 
 
@@ -373,7 +376,7 @@ def test_generate_deferrable_with_completed_resumed_job_downloads_at_once(ti: Fa
     assert "usage" in result
     hook.submit.assert_not_called()
     hook.download_video.assert_called_once_with(
-        "task_old", _target("/data/videos/", "task_old"), job=completed, request=REQUEST
+        "task_old", _target(VIDEOS, "task_old"), job=completed, request=REQUEST
     )
 
 
@@ -429,9 +432,7 @@ def test_generate_polls_in_the_worker(ti: FakeTI, context: dict[str, Any], sleep
     assert hook.get_video.call_count == 3
     assert len(sleeps) == 3
     assert all(30 <= s <= 33 for s in sleeps), sleeps
-    hook.download_video.assert_called_once_with(
-        VIDEO_ID, _target("/data/videos/"), job=completed, request=REQUEST
-    )
+    hook.download_video.assert_called_once_with(VIDEO_ID, _target(VIDEOS), job=completed, request=REQUEST)
     assert _pushed_ids(ti) == [VIDEO_ID]
 
 
@@ -608,12 +609,12 @@ def test_a_download_failing_after_payment_says_how_to_fetch_the_video(
     hook.download_video.side_effect = api.VeoInputError("destination", "cannot write the video: disk full")
     if operator_kind == "download":
         operator = _with_hook(
-            VeoDownloadVideoOperator(task_id="d", video_id=VIDEO_ID, destination="/v/"), hook
+            VeoDownloadVideoOperator(task_id="d", video_id=VIDEO_ID, destination=VIDEOS), hook
         )
     else:
-        operator = _generate(hook, destination="/v/", deferrable=False)
+        operator = _generate(hook, deferrable=False)
     with pytest.raises(AirflowFailException) as info:
         operator.execute(context)
     message = str(info.value)
     assert "disk full" in message and "is paid for" in message
-    assert f"python -m airflow_provider_veo download {VIDEO_ID} /v/" in message
+    assert f"python -m airflow_provider_veo download {VIDEO_ID} {VIDEOS}" in message
