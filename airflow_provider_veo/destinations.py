@@ -173,11 +173,9 @@ class Destination(ABC):
             staged.publish()
         return self.uri
 
+    @abstractmethod
     def write_error(self, exc: OSError) -> VeoError:
         """The error for a failed write of the staged file (a full disk): nothing is left behind."""
-        return VeoInputError(
-            "destination", f"cannot write the video to {self._temp_dir}: {exc}; nothing was left there"
-        )
 
     def remove_stale_parts(self, older_than: float) -> list[str]:
         """Remove this file's temporary files that an earlier, killed try left (modified before
@@ -402,8 +400,7 @@ class ObjectStoreDestination(Destination):
 
     @property
     def folder(self) -> str:
-        key = self.key if self.is_folder else self.key.rpartition("/")[0]
-        return replace(self, key=f"{key.rstrip('/')}/".lstrip("/")).uri
+        return replace(self, key=self._folder_key, is_folder=True).uri
 
     @property
     def lineage_name(self) -> tuple[str, str]:
@@ -434,7 +431,7 @@ class ObjectStoreDestination(Destination):
         video (the only check every store answers the same way; a bucket listing or HEAD would need
         rights a write-only role lacks)."""
         fs = self.filesystem(field="destination")
-        probe = f"{self._fs_path(fs, self.folder_key)}{self._FOLDER_PROBE}{secrets.token_hex(_TOKEN_BYTES)}"
+        probe = f"{self._fs_path(fs, self._folder_key)}{self._FOLDER_PROBE}{secrets.token_hex(_TOKEN_BYTES)}"
         try:
             fs.pipe_file(probe, b"")
         except Exception as exc:
@@ -454,7 +451,7 @@ class ObjectStoreDestination(Destination):
             raise VeoInputError(field, f"{self.uri} cannot be read: {type(exc).__name__}: {exc}") from exc
 
     @property
-    def folder_key(self) -> str:
+    def _folder_key(self) -> str:
         key = self.key if self.is_folder else self.key.rpartition("/")[0]
         return f"{key.rstrip('/')}/" if key.strip("/") else ""
 
@@ -497,8 +494,10 @@ class ObjectStoreDestination(Destination):
 
     def _publish(self, staged: Path) -> None:
         fs = self.filesystem()
+        # adlfs refuses to replace an existing blob unless told to; the other stores replace it.
+        options = {"overwrite": True} if self.protocol in _AZURE_SCHEMES else {}
         try:
-            fs.put_file(str(staged), self._fs_path(fs, self.key))
+            fs.put_file(str(staged), self._fs_path(fs, self.key), **options)
         except Exception as exc:
             raise self._refusal(exc, before_paying=False) from exc
 
