@@ -8,7 +8,9 @@ fsspec's in-memory filesystem stands in for the object store, attached in this p
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,3 +119,18 @@ def test_a_store_failing_after_paying_says_how_to_fetch_the_video(
     assert f"VeoDownloadVideoOperator(video_id={video_id!r}" in log
     assert f"python -m airflow_provider_veo download {video_id}" in log
     assert filesystem.find(f"/{name}") == []  # nothing at the key, no write check left behind
+
+
+def test_the_next_try_removes_the_part_file_a_killed_try_left(
+    emulator: VeoEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    stale = tmp_path / ".clip.mp4.0123456789ab.part"  # what a try killed mid-download leaves
+    stale.write_bytes(b"half a video")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    result = run(f"{tmp_path}/clip.mp4")
+    assert result.state == "success"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.json", "clip.mp4"]
+    assert f"Removed 1 temporary file(s) of {tmp_path}/clip.mp4 left by an earlier try: {stale}" in (
+        capfd.readouterr().out
+    )
