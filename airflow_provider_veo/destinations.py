@@ -179,7 +179,7 @@ class Destination(ABC):
 
     def remove_stale_parts(self, older_than: float) -> list[str]:
         """Remove this file's temporary files that an earlier, killed try left (modified before
-        ``older_than``, a POSIX time); returns their paths and logs what it removed."""
+        ``older_than``, a POSIX time); returns their paths, for the task's log."""
         prefix = self._temp_prefix()
         removed = []
         with contextlib.suppress(OSError):
@@ -192,13 +192,6 @@ class Destination(ABC):
                     if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < older_than:
                         os.unlink(entry.path)
                         removed.append(entry.path)
-        if removed:
-            log.warning(
-                "Removed %d temporary file(s) of %s left by an earlier try: %s",
-                len(removed),
-                self.uri,
-                ", ".join(removed),
-            )
         return removed
 
     @property

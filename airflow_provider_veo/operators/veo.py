@@ -180,7 +180,13 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
 
         target = destination.file_for(job.video_id)
         try:
-            target.remove_stale_parts(older_than=try_started_at(context))
+            if removed := target.remove_stale_parts(older_than=try_started_at(context)):
+                self.log.warning(
+                    "Removed %d temporary file(s) of %s left by an earlier try: %s",
+                    len(removed),
+                    target.uri,
+                    ", ".join(removed),
+                )
             stored = self.hook.download_video(job.video_id, target, job=job, request=request)
             if write_manifest:
                 images = self.hook.load_references(request) if request else []

@@ -104,7 +104,7 @@ def test_a_store_failing_after_paying_is_retryable_and_says_how_to_fetch(tmp_pat
     assert f"VeoDownloadVideoOperator(video_id={VIDEO_ID!r}" in message
 
 
-def test_the_next_try_removes_what_a_killed_try_left(tmp_path: Path, ti: FakeTI) -> None:
+def test_the_next_try_removes_what_a_killed_try_left(tmp_path: Path, ti: FakeTI, logs: Any) -> None:
     job = VideoJob.from_json(job_json(status="completed", video_url="https://cdn.test/v.mp4"))
     hook = _hook(job)
     hook.download_video.return_value = _stored()
@@ -117,6 +117,7 @@ def test_the_next_try_removes_what_a_killed_try_left(tmp_path: Path, ti: FakeTI)
     ti.start_date = datetime.fromtimestamp(started, tz=timezone.utc)  # type: ignore[attr-defined]
     _generate(f"{tmp_path}/", hook).execute({"ti": ti})
     assert not stale.exists() and mine.exists()
+    assert f"Removed 1 temporary file(s) of {tmp_path}/{name} left by an earlier try: {stale}" in logs.text
 
 
 # --------------------------------------------------------------------------------------------
