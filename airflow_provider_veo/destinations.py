@@ -452,11 +452,10 @@ class ObjectStoreDestination(Destination):
         """The fsspec filesystem Airflow gives for the scheme and connection (the connection's
         credentials and endpoint), or a :class:`VeoInputError` naming ``field`` saying what is missing."""
         from airflow.sdk.io import attach
-        from airflow.sdk.io.fs import get_fs
 
         try:
             if self._account_qualified:
-                return get_fs(self.protocol, None, {"account_name": self.account or ""})
+                return self._account_filesystem()
             return attach(self.protocol, self.conn_id).fs
         except (ImportError, ValueError) as exc:
             raise VeoInputError(
@@ -495,6 +494,17 @@ class ObjectStoreDestination(Destination):
             raise self._refusal(exc, before_paying=False) from exc
 
     # -- the store's kind ------------------------------------------------------------------------
+
+    def _account_filesystem(self) -> AbstractFileSystem:
+        """adlfs for the URI's own account, with the credentials adlfs finds itself (``AZURE_STORAGE_*``
+        variables, the default Azure credential): Airflow's Azure filesystem takes an account only
+        from a connection, which this form of URI has no room for."""
+        import fsspec
+
+        options: dict[str, Any] = {"account_name": self.account}
+        if self.azure_suffix != _AZURE_PUBLIC_SUFFIX:  # a sovereign cloud
+            options["account_host"] = f"{self.account}.blob.{self.azure_suffix}"
+        return fsspec.filesystem("abfs", **options)
 
     @property
     def _account_qualified(self) -> bool:

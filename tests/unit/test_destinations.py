@@ -653,3 +653,35 @@ def test_the_published_file_has_the_mode_the_umask_gives(tmp_path: Path, umask: 
     finally:
         os.umask(previous)
     assert (tmp_path / "clip.mp4").stat().st_mode & 0o777 == mode
+
+
+@pytest.mark.parametrize(
+    ("uri", "options"),
+    [
+        ("abfs://videos@acct01.dfs.core.windows.net/x.mp4", {"account_name": "acct01"}),
+        (
+            "abfss://videos@acct01.blob.core.chinacloudapi.cn/x.mp4",
+            {"account_name": "acct01", "account_host": "acct01.blob.core.chinacloudapi.cn"},
+        ),
+    ],
+)
+def test_an_account_qualified_azure_uri_gets_adlfs_for_its_account(
+    monkeypatch: pytest.MonkeyPatch, uri: str, options: dict[str, str]
+) -> None:
+    import fsspec
+
+    made: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(fsspec, "filesystem", lambda protocol, **kwargs: made.append((protocol, kwargs)))
+    target = parse_destination(uri)
+    assert isinstance(target, ObjectStoreDestination)
+    target.filesystem()
+    assert made == [("abfs", options)]
+
+
+def test_an_account_qualified_azure_uri_without_adlfs_is_refused() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("adlfs") is not None:
+        pytest.skip("adlfs is installed: the objectstore group runs this URI against Azurite")
+    with pytest.raises(VeoInputError, match="no filesystem for abfs://"):
+        parse_destination("abfs://videos@acct01.dfs.core.windows.net/out/").check_writable()
