@@ -464,10 +464,13 @@ class ObjectStoreDestination(Destination):
                 "provider of that store with its filesystem (apache-airflow-providers-amazon[s3fs], "
                 "-google, -microsoft-azure)",
             ) from exc
-        except Exception as exc:
+        except Exception as exc:  # no connection, no credentials (google.auth's DefaultCredentialsError...)
             if type(exc).__name__ == "AirflowNotFoundException":
                 raise VeoInputError(field, f"the connection {self.conn_id!r} is not defined: {exc}") from exc
-            raise
+            connection = f"the connection {self.conn_id!r}" if self.conn_id else "no connection"
+            raise VeoInputError(
+                field, f"cannot open {self.protocol}:// with {connection}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def write_error(self, exc: OSError) -> VeoError:
         return VeoInputError(

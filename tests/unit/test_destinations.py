@@ -521,6 +521,23 @@ def test_an_undefined_connection_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
     assert "the connection 'no_such_conn_xyz' is not defined" in str(info.value)
 
 
+def test_a_store_whose_credentials_cannot_be_found_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.io import fs as airflow_fs
+    from airflow.sdk.io import store
+
+    class DefaultCredentialsError(Exception):
+        pass
+
+    def get_fs(conn_id: str | None, options: Any) -> Any:
+        raise DefaultCredentialsError("Your default credentials were not found.")
+
+    monkeypatch.setattr(store, "_STORE_CACHE", {})
+    monkeypatch.setattr(airflow_fs, "_register_filesystems", lambda: {"fakefs": get_fs})
+    with pytest.raises(VeoInputError) as info:
+        parse_destination("fakefs://gcs_media@bucket/videos/").check_writable()
+    assert "cannot open fakefs:// with the connection 'gcs_media': DefaultCredentialsError" in str(info.value)
+
+
 def test_local_folder_whose_ancestor_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "blocker").write_bytes(b"")
     with pytest.raises(VeoInputError, match="is a file"):
