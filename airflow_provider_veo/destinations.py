@@ -574,9 +574,13 @@ class ObjectStoreDestination(Destination):
         if self.account:
             return self.account
         try:
-            account = getattr(self.filesystem(), "account_name", None)
+            fs = self.filesystem()
         except Exception:
             return None
+        # adlfs made from a connection string knows its account only through its service client.
+        account = getattr(fs, "account_name", None) or getattr(
+            getattr(fs, "service_client", None), "account_name", None
+        )
         return str(account).lower() if account else None
 
     def _azure_service_url(self) -> str | None:

@@ -16,9 +16,9 @@ class StoredVideo(TypedDict):
     prompt whole up to :data:`PROMPT_EXCERPT_CHARS` characters, else its start and an ellipsis
     (``prompt_sha256`` is of the whole prompt), and the reference images' locations.
     ``asset_uri`` is the canonical location, without a connection id or credentials
-    (``s3://bucket/key``, ``gs://bucket/key``, ``file:///abs/path``); ``uri`` reads it back with
-    ``ObjectStoragePath``. The prompt fields are ``None`` for a download task, which knows only
-    the video id.
+    (``s3://bucket/key``, ``gs://bucket/key``, ``abfs://container@account.dfs.core.windows.net/path``,
+    ``file:///abs/path``); ``uri`` reads it back with ``ObjectStoragePath``. The prompt fields are
+    ``None`` for a download task, which knows only the video id.
     """
 
     video_id: str
