@@ -369,11 +369,11 @@ def test_azure_without_an_account_anywhere_keeps_the_container_and_has_no_link(f
 
 
 def test_azurite_links_to_its_own_blob_url(fake_store: Any) -> None:
-    fake_store(
-        "abfs",
-        account_name="devstoreaccount1",
-        account_url="http://127.0.0.1:10000/devstoreaccount1",
-    )
+    from types import SimpleNamespace
+
+    # adlfs made from a connection string: the account and endpoint are its service client's.
+    service = SimpleNamespace(account_name="devstoreaccount1", url="http://127.0.0.1:10000/devstoreaccount1/")
+    fake_store("abfs", account_name=None, service_client=service)
     target = parse_destination("abfs://videos/a fox.mp4")
     assert target.console_url() == "http://127.0.0.1:10000/devstoreaccount1/videos/a%20fox.mp4"
     assert target.canonical_uri == "abfs://videos@devstoreaccount1.dfs.core.windows.net/a fox.mp4"
