@@ -518,9 +518,11 @@ class ObjectStoreDestination(Destination):
         return f"{self.bucket}@{self.account}.dfs.{self.azure_suffix}"
 
     def _fs_path(self, fs: AbstractFileSystem, key: str) -> str:
-        """The path the filesystem takes (``bucket/key``; its own spelling, e.g. memory's leading ``/``)."""
+        """The path the filesystem takes (``bucket/key``; its own spelling, e.g. memory's leading ``/``).
+        A folder key (``""`` for the bucket's root, or ending in ``/``) keeps its trailing ``/``."""
         stripped: str = fs._strip_protocol(f"{self.protocol}://{self.bucket}/{key}")
-        return stripped + ("/" if key.endswith("/") and not stripped.endswith("/") else "")
+        is_folder = not key or key.endswith("/")
+        return stripped + ("/" if is_folder and not stripped.endswith("/") else "")
 
     def _refusal(self, exc: Exception, *, before_paying: bool) -> VeoError:
         """What a failed write means: the bucket missing, no permission, or the store unreachable."""

@@ -464,10 +464,18 @@ def test_keys_round_trip_through_each_link(
 # --------------------------------------------------------------------------------------------
 
 
-def test_a_writable_bucket_passes_and_the_probe_is_gone(memory_bucket: str) -> None:
+@pytest.mark.parametrize("where", ["videos/", "videos/clip.mp4", "", "clip.mp4"])
+def test_a_writable_bucket_passes_and_the_probe_is_gone(
+    memory_bucket: str, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     fs = memory_fs()
-    parse_destination(f"memory://{memory_bucket}/videos/").check_writable()
-    parse_destination(f"memory://{memory_bucket}/videos/clip.mp4").check_writable()
+    probes: list[str] = []
+    pipe_file = fs.pipe_file
+    monkeypatch.setattr(fs, "pipe_file", lambda path, value: (probes.append(path), pipe_file(path, value)))
+    parse_destination(f"memory://{memory_bucket}/{where}").check_writable()
+    [probe] = probes
+    folder = f"/{memory_bucket}/videos/" if where.startswith("videos/") else f"/{memory_bucket}/"
+    assert probe.startswith(f"{folder}.veo-write-check-")  # beside the video, in its bucket
     assert fs.find(f"/{memory_bucket}") == []
 
 
