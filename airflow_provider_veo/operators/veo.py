@@ -246,7 +246,9 @@ class VeoDownloadVideoOperator(_StoringOperator):
     """Stream a completed video to a local path or any object store, and return what was written.
 
     ``destination`` is a local path or an ObjectStoragePath URI (``file://``, ``s3://conn_id@bucket/key``,
-    ``gs://...``); one ending in ``/`` gets ``<id made safe for a file name>.mp4``. Returns the
+    ``gs://...``, or Azure's ``abfs://container@account.dfs.core.windows.net/path``; see
+    :mod:`airflow_provider_veo.destinations`); one ending in ``/`` gets ``<id made safe for a file
+    name>.mp4``. Returns the
     :class:`~airflow_provider_veo.api.StoredVideo` dict. A job that is not finished fails the task
     (retryable), unless ``wait_for_completion`` polls for it first.
 
