@@ -192,3 +192,26 @@ def test_a_reference_on_a_store_without_a_filesystem_names_the_field() -> None:
         hook.load_references(request)
     assert info.value.field == "input_reference"
     assert "no filesystem for nosuchfs://" in str(info.value)
+
+
+def test_the_link_is_pushed_before_the_download(ti: FakeTI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The download operator pushes the canonical URI and the link's URL before it reads the job."""
+    from airflow.sdk.io import attach, store
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from airflow_provider_veo.operators.veo import VeoDownloadVideoOperator
+
+    monkeypatch.setattr(store, "_STORE_CACHE", {})
+    minio = MemoryFileSystem(skip_instance_cache=True)
+    minio.endpoint_url = "http://127.0.0.1:9000"  # as s3fs holds the connection's endpoint_url
+    attach(protocol="s3", conn_id="minio", fs=minio)
+    hook = _hook(VideoJob.from_json(job_json(status="queued")))
+    operator = VeoDownloadVideoOperator(task_id="d", video_id=VIDEO_ID, destination="s3://minio@media/veo/")
+    operator.hook = hook  # type: ignore[misc]
+    with pytest.raises(Exception, match="is not finished"):
+        operator.execute({"ti": ti})
+    name = airflow_provider_veo.api.video_filename(VIDEO_ID)
+    assert dict(ti.pushed) == {
+        "stored_video_uri": f"s3://media/veo/{name}",
+        "stored_video_url": f"http://127.0.0.1:9000/media/veo/{name}",
+    }
