@@ -684,7 +684,10 @@ def test_a_thousand_concurrent_keep_alive_clients_are_served(emu: VeoEmulator) -
 def test_the_fixture_points_the_default_connection_at_the_emulator(veo_emulator: VeoEmulator) -> None:
     connection = json.loads(os.environ["AIRFLOW_CONN_VEO_DEFAULT"])
     assert connection == {"conn_type": "veo", "host": veo_emulator.url, "password": "test-key"}
-    assert veo_emulator.env("other") == {"AIRFLOW_CONN_OTHER": veo_emulator.connection_json()}
+    assert veo_emulator.env("other") == {
+        "AIRFLOW_CONN_OTHER": veo_emulator.connection_json(),
+        "AIRFLOW__VEO__MIN_POLL_INTERVAL": "0.01",
+    }
     assert (
         veo_emulator.connection_uri() == f"veo://http://:test-key@{veo_emulator.url.removeprefix('http://')}"
     )

@@ -7,7 +7,8 @@ nothing at DAG-parse time.
 
 The modules: ``errors`` (the exceptions and how an error answer maps onto them), which the others
 import and which imports none of them; ``retry`` (the request flow without I/O); ``models`` (the
-model table and request validation); ``jobs`` (the job, the polling decisions, the trigger's
+model table and request validation); ``arguments`` (the operators' other
+arguments); ``jobs`` (the job, the polling decisions, the trigger's
 events); ``urls`` (base URL, paths, file names). Every name is re-exported here: import from
 ``airflow_provider_veo.api``.
 """
@@ -58,6 +59,7 @@ from airflow_provider_veo.api.models import (
     EIGHT_SECOND_ONLY_SIZES,
     LONG_PROMPT_CHARS,
     MAX_REFERENCE_BYTES,
+    MAX_SECONDS,
     MODELS,
     UNKNOWN_MODEL_MAX_REFERENCES,
     VIDEO_SIZES,
@@ -65,6 +67,8 @@ from airflow_provider_veo.api.models import (
     VideoRequest,
     build_request,
     check_reference_image,
+    check_text,
+    describe,
     orientation,
     request_fingerprint,
     sniff_image_type,
@@ -99,6 +103,7 @@ __all__ = [
     "EIGHT_SECOND_ONLY_SIZES",
     "LONG_PROMPT_CHARS",
     "MAX_REFERENCE_BYTES",
+    "MAX_SECONDS",
     "MODELS",
     "PROMPT_EXCERPT_CHARS",
     "UNKNOWN_MODEL_MAX_REFERENCES",
@@ -136,7 +141,9 @@ __all__ = [
     "base_url_from",
     "build_request",
     "check_reference_image",
+    "check_text",
     "connection_error",
+    "describe",
     "error_event",
     "error_from_response",
     "excerpt",

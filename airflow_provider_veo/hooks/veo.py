@@ -175,19 +175,13 @@ class VeoHook(BaseHook):
     def _job(self, response: requests.Response) -> VideoJob:
         return self._settings.parse_job(response.content)
 
-    def create_video(
-        self,
-        prompt: str,
-        model: str = api.DEFAULT_MODEL,
-        seconds: int | str | None = None,
-        size: str | None = None,
-        input_reference: str | os.PathLike[str] | list[str] | None = None,
-    ) -> VideoJob:
-        """Validate and submit one job (a paid request, sent at most once unless provably not received)."""
-        request = api.build_request(
-            prompt=prompt, model=model, seconds=seconds, size=size, input_reference=input_reference
-        )
-        return self.submit(request)
+    def create_video(self, prompt: str, **arguments: Any) -> VideoJob:
+        """Validate and submit one job (a paid request, sent at most once unless provably not received).
+
+        ``arguments`` are the rest of :class:`~airflow_provider_veo.api.VideoRequest`'s, as the operators
+        take them: ``model``, ``seconds``, ``size``, ``input_reference`` (paths, ``os.PathLike``, URIs, URLs).
+        """
+        return self.submit(VideoRequest.build(prompt=prompt, **arguments))
 
     def submit(self, request: VideoRequest, images: list[tuple[str, bytes, str]] | None = None) -> VideoJob:
         """Submit an already validated request as ``multipart/form-data``, reference images included.
@@ -231,6 +225,8 @@ class VeoHook(BaseHook):
             content = self._read_reference(position, location)
             content_type = api.check_reference_image(position, location, content)
             name = Path(location.split("?", 1)[0].rstrip("/")).name or f"frame{position}"
+            # A file name read with the wrong encoding (a lone surrogate) is sent with a stand-in character.
+            name = name.encode("utf-8", "replace").decode("utf-8")
             images.append((name, content, content_type))
         return images
 
@@ -254,7 +250,9 @@ class VeoHook(BaseHook):
                 return parse_destination(location).read_bytes(limit, field="input_reference")
             with Path(location).expanduser().open("rb") as source:
                 return source.read(limit)
-        except (OSError, requests.RequestException) as exc:
+        except VeoInputError:
+            raise
+        except (OSError, ValueError, requests.RequestException) as exc:  # ValueError: an unsendable URL
             raise VeoInputError(
                 "input_reference", f"item {position} ({location}) cannot be read: {exc}"
             ) from exc

@@ -55,8 +55,8 @@ def test_prompt_must_be_non_empty_text(prompt: object) -> None:
 
 
 def test_prompt_is_required() -> None:
-    with pytest.raises(TypeError):
-        build_request()  # type: ignore[call-arg]
+    with pytest.raises(VeoInputError, match="`prompt`"):
+        build_request()
 
 
 @pytest.mark.parametrize("model", [None, 3.1, ["veo3.1"], "", "  "])

@@ -7,6 +7,7 @@ derived from the client it checks; a test asserts that both tables agree.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -89,31 +90,58 @@ def is_image(head: bytes) -> bool:
     )
 
 
-def check_fields(
-    model: str, prompt: str, seconds: str, size: str, *, default_seconds: str = DEFAULT_SECONDS
-) -> tuple[str, str]:
-    """Check the scalar fields of a create; return ``seconds`` and ``size`` as the job reports them.
-
-    A model missing from :data:`MODELS` passes with any value: CometAPI adds models over time.
-    """
+def _check_prompt(spec: EmulatedModel | None, prompt: str, default: str) -> str:
     if not prompt.strip():
         raise InvalidField("prompt", "prompt is required")
-    spec = MODELS.get(model)
-    seconds, size = seconds.strip(), size.strip()
+    return prompt
+
+
+def _check_seconds(spec: EmulatedModel | None, seconds: str, default: str) -> str:
+    seconds = seconds.strip()
     if spec is not None and spec.fixed_seconds:
         if seconds and seconds != "8":
-            raise InvalidField("seconds", f"{model} renders 8-second clips only, got {seconds!r}")
-        seconds = "8"
-    elif spec is not None and seconds and seconds not in {str(s) for s in spec.seconds}:
+            raise InvalidField("seconds", f"{spec.name} renders 8-second clips only, got {seconds!r}")
+        return "8"
+    if spec is not None and seconds and seconds not in {str(s) for s in spec.seconds}:
         allowed = ", ".join(str(s) for s in spec.seconds)
-        raise InvalidField("seconds", f"seconds must be one of {allowed} for {model}, got {seconds!r}")
+        raise InvalidField("seconds", f"seconds must be one of {allowed} for {spec.name}, got {seconds!r}")
+    return seconds or default
+
+
+def _check_size(spec: EmulatedModel | None, size: str, default: str) -> str:
+    size = size.strip()
     if spec is not None and spec.sizes is not None:
         if size and size not in spec.sizes:
             allowed = ", ".join(spec.sizes)
-            raise InvalidField("size", f"size must be one of {allowed} for {model}, got {size!r}")
+            raise InvalidField("size", f"size must be one of {allowed} for {spec.name}, got {size!r}")
     elif spec is not None and size and not is_orientation_hint(size):
         raise InvalidField("size", f"size must be WxH, landscape or portrait (e.g. 16x9), got {size!r}")
-    return seconds or default_seconds, size or DEFAULT_SIZE
+    return size or default
+
+
+#: The text fields of a create besides ``model``, each with its check: given the model's rules
+#: (``None`` for a model missing from :data:`MODELS`), the value sent ("" when absent) and the
+#: default, it returns the value the job reports, or raises :class:`InvalidField`.
+FIELD_CHECKS: dict[str, Callable[[EmulatedModel | None, str, str], str]] = {
+    "prompt": _check_prompt,
+    "seconds": _check_seconds,
+    "size": _check_size,
+}
+
+
+def check_fields(
+    model: str, fields: Mapping[str, str], *, default_seconds: str = DEFAULT_SECONDS
+) -> dict[str, str]:
+    """Check the text fields of a create, as :data:`FIELD_CHECKS` says; return each as the job reports it.
+
+    A model missing from :data:`MODELS` passes with any value: CometAPI adds models over time.
+    """
+    spec = MODELS.get(model)
+    defaults = {"seconds": default_seconds, "size": DEFAULT_SIZE}
+    checked = {}
+    for name, check in FIELD_CHECKS.items():
+        checked[name] = check(spec, fields.get(name, ""), defaults.get(name, ""))
+    return checked
 
 
 def check_references(model: str, references: list[Part]) -> None:

@@ -161,9 +161,9 @@ class Responses(ABC):
                 scalars.setdefault(part.name, part.data.decode("utf-8", "replace"))
         prompt = scalars.get("prompt", "")
         model = scalars.get("model", "").strip() or MODEL_WHEN_ABSENT
-        fields = (scalars.get("seconds", ""), scalars.get("size", ""))
         try:
-            seconds, size = check_fields(model, prompt, *fields, default_seconds=self.default_seconds)
+            checked = check_fields(model, scalars, default_seconds=self.default_seconds)
+            seconds, size = checked["seconds"], checked["size"]
             check_references(model, references)
         except InvalidField as error:
             raise Refused(self.invalid_field(request, error)) from None

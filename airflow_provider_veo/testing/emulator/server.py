@@ -37,6 +37,9 @@ from airflow_provider_veo.testing.emulator.responses import (
 )
 from airflow_provider_veo.testing.emulator.scenario import Scenario
 
+#: The ``[veo] min_poll_interval`` of a deployment whose ``veo`` connection is this emulator.
+MIN_POLL_INTERVAL = 0.01
+
 
 class _Server(ThreadingHTTPServer):
     """A threaded server that tracks its open connections, so ``stop()`` can close idle keep-alives."""
@@ -347,8 +350,12 @@ class VeoEmulator:
         return f"{conn_type}://http://:{quote(self.api_key, safe='')}@{self.host}:{port}"
 
     def env(self, conn_id: str = "veo_default") -> dict[str, str]:
-        """Environment variables that make ``conn_id`` point at this emulator."""
-        return {f"AIRFLOW_CONN_{conn_id.upper()}": self.connection_json()}
+        """Environment variables that make ``conn_id`` point at this emulator, and let tasks poll its
+        jobs, which finish in a fraction of a second, more often than the 1-second floor of a real API."""
+        return {
+            f"AIRFLOW_CONN_{conn_id.upper()}": self.connection_json(),
+            "AIRFLOW__VEO__MIN_POLL_INTERVAL": str(MIN_POLL_INTERVAL),
+        }
 
     # -- scenarios -------------------------------------------------------------------------
 
