@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_veo.api import (
     JobEvent,
@@ -69,8 +69,10 @@ def defer_to_trigger(
     poll_interval: float,
     timeout: float,
     visible_by: float | None,
+    resume_kwargs: dict[str, Any] | None = None,
 ) -> None:
-    """Free the worker slot: wait for the job in :class:`VeoTaskTrigger`, resuming ``execute_complete``.
+    """Free the worker slot: wait for the job in :class:`VeoTaskTrigger`, resuming ``execute_complete``
+    (with ``resume_kwargs`` besides the event).
 
     The trigger's deadline is ``timeout`` or what remains of ``execution_timeout``, whichever ends first.
     """
@@ -86,6 +88,7 @@ def defer_to_trigger(
             visible_by=visible_by,
         ),
         method_name="execute_complete",
+        kwargs=resume_kwargs,
         timeout=timedelta(seconds=seconds) + DEFERRAL_GRACE,
     )
 

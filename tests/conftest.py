@@ -53,4 +53,6 @@ shutil.copytree(ROOT / "tests" / "e2e" / "dags", DAGS_FOLDER, dirs_exist_ok=True
 os.environ.update(airflow_environment(AIRFLOW_HOME, DAGS_FOLDER))
 # Unit tests call operator.execute() directly, which Airflow allows only in unit-test mode.
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+# The emulator finishes jobs at once: tests poll it faster than the 1-second floor a real API gets.
+os.environ["AIRFLOW__VEO__MIN_POLL_INTERVAL"] = "0.01"
 os.environ.pop("AIRFLOW_CONN_VEO_DEFAULT", None)

@@ -10,12 +10,14 @@ retry submits again, and the task log says so.
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_veo import api
-from airflow_provider_veo.api import JobState, Logger, Usage, VideoJob, VideoRequest
+from airflow_provider_veo.api import JobState, Logger, Usage, VeoError, VideoJob, VideoRequest
 from airflow_provider_veo.publishing import reference_sha256s
 
 if TYPE_CHECKING:
@@ -25,6 +27,25 @@ if TYPE_CHECKING:
 
 #: task_state_store key of the record; renaming it breaks resumes of in-flight retries.
 STATE_KEY = "veo_video_id"
+
+#: What a record written by a release that stored a bare video id looks like.
+_LEGACY_ID = re.compile(r"^[^\s\x00-\x1f{\[\"']{1,256}$")
+
+
+class VeoStateRecordError(VeoError):
+    """The task's record of the job it paid for cannot be read or written: submitting could pay twice.
+
+    ``retryable`` when reading the store itself failed (it may be back at the next try), not when
+    what it holds is garbage.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class UnreadableRecord(ValueError):
+    """What is wrong with a stored record, in words."""
 
 
 @dataclass(frozen=True)
@@ -40,24 +61,63 @@ class SubmissionRecord:
 
     @classmethod
     def read(cls, value: object) -> SubmissionRecord:
-        if isinstance(value, str) and value:
+        """The record as stored, or :class:`UnreadableRecord` saying what does not fit."""
+        if value is None:
+            return cls()
+        if isinstance(value, str):
+            if not _LEGACY_ID.match(value):
+                raise UnreadableRecord(f"text that is not a video id: {api.describe(value)}")
             return cls(video_id=value, submissions=1, create_requests=1)
-        if isinstance(value, dict):
-            known = {name: value[name] for name in cls.__dataclass_fields__ if name in value}
-            return cls(**known)
-        return cls()
+        if not isinstance(value, dict):
+            raise UnreadableRecord(f"{api.describe(value)} instead of an object")
+        problems = [
+            f"{name}={api.describe(value[name])}"
+            for name, fits in _FIELD_RULES.items()
+            if name in value and not fits(value[name])
+        ]
+        if problems:
+            raise UnreadableRecord("an object with " + ", ".join(problems))
+        return cls(**{name: value[name] for name in _FIELD_RULES if name in value})
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
+def _epoch(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 2**40
+
+
+def _id(value: object) -> bool:
+    return value is None or (isinstance(value, str) and 0 < len(value) <= 1024)
+
+
+def _digest(value: object) -> bool:
+    return value is None or (isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is not None)
+
+
+#: What each field of a stored record may hold; anything else makes the record unreadable.
+_FIELD_RULES: dict[str, Callable[[object], bool]] = {
+    "video_id": _id,
+    "submitted_at": _epoch,
+    "fingerprint": _digest,
+    "create_requests": _count,
+    "submissions": _count,
+}
+
+
 @dataclass(frozen=True)
 class Submission:
-    """The job a task waits for, and until when "not found" means "not stored yet"."""
+    """The job a task waits for, until when "not found" means "not stored yet", and the digests of the
+    reference images sent (read once per try, for the fingerprint and the manifest alike)."""
 
     job: VideoJob
     visible_by: float
     usage: Usage
+    reference_sha256s: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,9 +135,10 @@ def submit_or_resume(
 ) -> Submission:
     """Reuse the job an earlier try of this task paid for, when it is still good, or submit a new one."""
     images = hook.load_references(request)  # read and checked before anything is sent or decided
-    fingerprint = api.request_fingerprint(request, reference_sha256s(images))
+    digests = tuple(reference_sha256s(images))
+    fingerprint = request.fingerprint(digests)
     store = context.get("task_state_store")
-    record = SubmissionRecord.read(store.get(STATE_KEY)) if store is not None else SubmissionRecord()
+    record = _read_record(store, policy, log) if store is not None else SubmissionRecord()
     if store is None:
         log.warning(
             "This Airflow has no task_state_store (Airflow 3.3+): if this task fails after submitting "
@@ -90,6 +151,7 @@ def submit_or_resume(
                 reused,
                 record.submitted_at + policy.visibility_grace,
                 _usage(context, reused, request, record),
+                digests,
             )
     if policy.max_submissions is not None and record.submissions >= policy.max_submissions:
         raise api.VeoSubmissionLimitError(
@@ -104,7 +166,10 @@ def submit_or_resume(
         # Counted even when the create failed: a POST whose fate is unknown may have started a job.
         if store is not None:
             sent = hook.create_requests_sent - sent_before
-            store.set(STATE_KEY, replace(record, create_requests=record.create_requests + sent).as_json())
+            try:
+                store.set(STATE_KEY, replace(record, create_requests=record.create_requests + sent).as_json())
+            except Exception as exc:  # the create's own error is the one to report
+                log.warning("Could not count the failed create request in the task_state_store: %s", exc)
         raise
     record = SubmissionRecord(
         video_id=job.video_id,
@@ -114,10 +179,55 @@ def submit_or_resume(
         submissions=record.submissions + 1,
     )
     if store is not None:
-        store.set(STATE_KEY, record.as_json())
+        try:  # first thing after paying: a retry must find this job whatever fails next
+            store.set(STATE_KEY, record.as_json())
+        except Exception as exc:
+            raise VeoStateRecordError(
+                f"Video {job.video_id} was submitted (and is paid for), but this task could not record it "
+                f"in its task_state_store ({type(exc).__name__}: {exc}), so a retry would not find it and "
+                "would pay again: failing without retry. Fetch the video with "
+                f"VeoDownloadVideoOperator(video_id={job.video_id!r}, destination=...) once it is done."
+            ) from exc
     return Submission(
-        job, record.submitted_at + policy.visibility_grace, _usage(context, job, request, record)
+        job, record.submitted_at + policy.visibility_grace, _usage(context, job, request, record), digests
     )
+
+
+def _read_record(store: Any, policy: SubmitPolicy, log: Logger) -> SubmissionRecord:
+    """The earlier tries' record. One that cannot be read may name a job already paid for: this try
+    then submits nothing, unless the user asked for a new render (``reuse_previous_job=False``)."""
+    try:
+        value = store.get(STATE_KEY)
+    except Exception as exc:  # the store did not answer, or cannot decode what it holds
+        if not policy.reuse_previous_job:
+            log.warning("Not reading this task's record (%s): reuse_previous_job is off", exc)
+            return SubmissionRecord()
+        raise VeoStateRecordError(
+            f"Could not read this task's record of the video it paid for (task_state_store key "
+            f"{STATE_KEY!r}: {type(exc).__name__}: {exc}): not submitting, so as not to pay twice; a "
+            f"retry reads it again. If it stays unreadable: {_HOW_TO_PROCEED}",
+            retryable=True,
+        ) from exc
+    try:
+        return SubmissionRecord.read(value)
+    except UnreadableRecord as exc:
+        found = f"task_state_store key {STATE_KEY!r} holds {exc}"
+        if not policy.reuse_previous_job:
+            log.warning("Replacing an unreadable record (%s): reuse_previous_job is off", found)
+            return SubmissionRecord()
+        raise VeoStateRecordError(
+            f"This task's record of the video it paid for cannot be read ({found}). It may name a video "
+            "an earlier try paid for, so this try submits nothing rather than pay again. To proceed, "
+            + _HOW_TO_PROCEED
+        ) from None
+
+
+_HOW_TO_PROCEED = (
+    "find the earlier video's id in an earlier try's log (\"Submitted video …\") or its `video_id` XCom "
+    "and fetch it with VeoDownloadVideoOperator or `python -m airflow_provider_veo download <video id> "
+    "<destination>`; or, to render anew, clear this task with reuse_previous_job=False, which replaces "
+    "the record."
+)
 
 
 def _reuse(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,13 +17,21 @@ from airflow_provider_veo.api import (
     VeoError,
     VideoJob,
     VideoRequest,
+    arguments,
 )
 from airflow_provider_veo.links import (
     STORED_VIDEO_URI_XCOM_KEY,
     STORED_VIDEO_URL_XCOM_KEY,
     VeoStoredVideoLink,
 )
-from airflow_provider_veo.operator_support import VeoHookMixin, default_deferrable, parse_bool, task_outcomes
+from airflow_provider_veo.operator_support import (
+    VeoHookMixin,
+    checked_when_defined,
+    default_deferrable,
+    is_unrendered,
+    min_poll_interval,
+    task_outcomes,
+)
 from airflow_provider_veo.operators import durable
 from airflow_provider_veo.operators.durable import Submission, SubmitPolicy, submit_or_resume
 from airflow_provider_veo.waiting import defer_to_trigger, time_left, wait_in_worker
@@ -50,25 +59,24 @@ class _SubmittingOperator(VeoHookMixin, BaseOperator):
     :param seconds: clip length the model allows (4, 6 or 8 for ``veo3.1-fast`` and ``veo3.1``; 4 when
         not given, always sent).
     :param size: ``WxH`` the model allows (``1280x720`` by default on the API side).
-    :param input_reference: one image (first frame) or two (first and last frame): local paths,
-        object storage URIs or http(s) URLs of PNG, JPEG or WebP files.
+    :param input_reference: one image (first frame) or two (first and last frame): local paths (text
+        or ``os.PathLike``), object storage URIs or http(s) URLs of PNG, JPEG or WebP files.
     :param veo_conn_id: the ``veo`` connection.
     :param resubmit_failed: on a retry after the earlier job failed, submit a new one (default) or fail.
     :param reuse_previous_job: reuse the job of an earlier try of this task (default); false (templated)
         renders anew on purpose, e.g. after clearing a task whose video was not liked.
-    :param max_submissions: the most jobs this task may pay for across all its tries (default: no cap).
-    :param visibility_grace: seconds after a create during which "not found" is taken as a job the API
-        has not stored yet (the gateway answers the create first), rather than as an unknown id.
+    :param max_submissions: the most jobs this task may pay for across all its tries (default: no cap;
+        1 to 100).
+    :param visibility_grace: seconds (0 to 3600) after a create during which "not found" is taken as a
+        job the API has not stored yet (the gateway answers the create first), rather than as an unknown
+        id. A reused job's window runs from its own submission, not from the retry.
+
+    Every argument is checked when the task is defined (templated ones once rendered, before anything
+    is sent): a wrong one fails the task without retry, naming it and what is allowed.
     """
 
-    template_fields: Sequence[str] = (
-        "prompt",
-        "model",
-        "seconds",
-        "size",
-        "input_reference",
-        "reuse_previous_job",
-    )
+    # The request's arguments are VideoRequest's; a unit test pins this signature to them.
+    template_fields: Sequence[str] = (*VideoRequest.arguments(), "reuse_previous_job")
     #: task_state_store key of the durable submit.
     STATE_KEY = durable.STATE_KEY
 
@@ -79,7 +87,7 @@ class _SubmittingOperator(VeoHookMixin, BaseOperator):
         model: str = api.DEFAULT_MODEL,
         seconds: int | str | None = None,
         size: str | None = None,
-        input_reference: str | list[str] | None = None,
+        input_reference: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         veo_conn_id: str = "veo_default",
         resubmit_failed: bool = True,
         reuse_previous_job: bool | str = True,
@@ -98,6 +106,11 @@ class _SubmittingOperator(VeoHookMixin, BaseOperator):
         self.reuse_previous_job = reuse_previous_job
         self.max_submissions = max_submissions
         self.visibility_grace = visibility_grace
+        with checked_when_defined(self):
+            VideoRequest.check_known(
+                {name: value for name, value in self._request_arguments().items() if not is_unrendered(value)}
+            )
+            self._submit_policy(rendered=False)
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:
@@ -109,24 +122,30 @@ class _SubmittingOperator(VeoHookMixin, BaseOperator):
             kwargs["map_index_template"] = DEFAULT_MAP_LABEL
         return super().partial(**kwargs)
 
+    def _request_arguments(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in VideoRequest.arguments()}
+
     def build_request(self) -> VideoRequest:
-        return api.build_request(
-            prompt=self.prompt,
-            model=self.model,
-            seconds=self.seconds,
-            size=self.size,
-            input_reference=self.input_reference,
+        """The request from the rendered arguments. Raises :class:`VeoInputError`."""
+        return VideoRequest.build(**self._request_arguments())
+
+    def _submit_policy(self, *, rendered: bool = True) -> SubmitPolicy:
+        """The retry switches, checked; before rendering, a templated ``reuse_previous_job`` waits."""
+        reuse = self.reuse_previous_job
+        return SubmitPolicy(
+            reuse_previous_job=True
+            if not rendered and is_unrendered(reuse)
+            else arguments.switch("reuse_previous_job", reuse),
+            resubmit_failed=arguments.switch("resubmit_failed", self.resubmit_failed),
+            max_submissions=arguments.max_submissions(self.max_submissions),
+            visibility_grace=arguments.visibility_grace(self.visibility_grace),
         )
 
-    def submit_or_resume(self, context: Context) -> Submission:
+    def submit_or_resume(self, context: Context, request: VideoRequest | None = None) -> Submission:
         """Validate, then reuse the job of an earlier try of this task or submit a new one."""
-        policy = SubmitPolicy(
-            reuse_previous_job=parse_bool("reuse_previous_job", self.reuse_previous_job),
-            resubmit_failed=self.resubmit_failed,
-            max_submissions=self.max_submissions,
-            visibility_grace=self.visibility_grace,
-        )
-        submission = submit_or_resume(self.hook, self.build_request(), context, policy, self.log)
+        policy = self._submit_policy()
+        request = request or self.build_request()
+        submission = submit_or_resume(self.hook, request, context, policy, self.log)
         context["ti"].xcom_push(key="video_id", value=submission.job.video_id)
         context["ti"].xcom_push(key="usage", value=submission.usage)
         return submission
@@ -143,7 +162,7 @@ class VeoCreateVideoOperator(_SubmittingOperator):
     ui_color = "#e8f0fe"
 
     def execute(self, context: Context) -> str:
-        with task_outcomes():
+        with task_outcomes(self):
             return self.submit_or_resume(context).job.video_id
 
 
@@ -153,6 +172,7 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
 
     poll_interval: float
     timeout: float
+    write_manifest: bool
     operator_extra_links = (VeoStoredVideoLink(),)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -162,6 +182,19 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
         #: The stored video, kept for the OpenLineage listener that asks right after ``execute``.
         self._stored: StoredVideo | None = None
 
+    def _check_storing_arguments(self, *, rendered: bool = True) -> None:
+        """``destination`` (once rendered), ``poll_interval`` and ``timeout``, made the numbers used."""
+        from airflow_provider_veo.destinations import Destination
+
+        destination = getattr(self, "destination", None)
+        if not isinstance(destination, Destination) and (rendered or not is_unrendered(destination)):
+            arguments.destination(destination)
+        self.poll_interval = arguments.poll_interval(
+            "poll_interval", self.poll_interval, floor=min_poll_interval()
+        )
+        self.timeout = arguments.timeout("timeout", self.timeout)
+        self.write_manifest = arguments.switch("write_manifest", self.write_manifest)
+
     def _store(
         self,
         context: Context,
@@ -169,11 +202,13 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
         destination: Destination,
         request: VideoRequest | None,
         write_manifest: bool,
+        reference_sha256s: Sequence[str] = (),
     ) -> StoredVideo:
         """Download the finished job, then describe the file to assets, lineage and maybe a manifest.
 
         Whatever fails once the job completed (the download, the disk, the store) says the video is
-        paid for and how to fetch it.
+        paid for and how to fetch it. ``reference_sha256s`` are the digests taken when the request
+        was submitted: the manifest records what was sent, without reading the images again.
         """
         from airflow_provider_veo import publishing
         from airflow_provider_veo.destinations import try_started_at
@@ -189,8 +224,7 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
                 )
             stored = self.hook.download_video(job.video_id, target, job=job, request=request)
             if write_manifest:
-                images = self.hook.load_references(request) if request else []
-                publishing.write_manifest(target, stored, job, request, publishing.reference_sha256s(images))
+                publishing.write_manifest(target, stored, job, request, list(reference_sha256s))
         except VeoError as exc:
             if job.state is JobState.SUCCEEDED:
                 exc.args = (f"{exc}. {_paid_for(job.video_id, destination.written)}",)
@@ -234,6 +268,13 @@ def _earlier_video_id(context: Context) -> str | None:
         return None
 
 
+def _resume_with(submission: Submission) -> dict[str, Any] | None:
+    """What ``execute_complete`` gets besides the event: the digests of the reference images sent, for
+    the manifest, so the images are read once per try."""
+    digests = submission.reference_sha256s
+    return {"reference_sha256s": list(digests)} if digests else None
+
+
 def _paid_for(video_id: str, destination: str) -> str:
     return (
         f"Video {video_id} is paid for and stays downloadable until its URL expires: fetch it with "
@@ -254,6 +295,8 @@ class VeoDownloadVideoOperator(_StoringOperator):
 
     :param wait_for_completion: wait in the worker for an unfinished job (``poll_interval``,
         ``timeout``) instead of failing; for waiting without a worker slot use ``VeoTaskSensor``.
+    :param poll_interval: seconds between status reads, 1 (the floor, ``[veo] min_poll_interval``) to 3600.
+    :param timeout: seconds to wait for the job, more than 0 and at most a week; ``None`` is an hour.
     :param write_manifest: write ``<video>.json`` beside the MP4 once it is published.
     """
 
@@ -264,11 +307,11 @@ class VeoDownloadVideoOperator(_StoringOperator):
         self,
         *,
         video_id: str,
-        destination: str,
+        destination: str | os.PathLike[str] | Destination,
         veo_conn_id: str = "veo_default",
         wait_for_completion: bool = False,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
         write_manifest: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -278,14 +321,23 @@ class VeoDownloadVideoOperator(_StoringOperator):
         self.veo_conn_id = veo_conn_id
         self.wait_for_completion = wait_for_completion
         self.poll_interval = poll_interval
-        self.timeout = timeout
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self.write_manifest = write_manifest
+        with checked_when_defined(self):
+            self._check_arguments(rendered=False)
+
+    def _check_arguments(self, *, rendered: bool = True) -> None:
+        if rendered or not is_unrendered(self.video_id):
+            arguments.video_id("video_id", self.video_id)
+        self.wait_for_completion = arguments.switch("wait_for_completion", self.wait_for_completion)
+        self._check_storing_arguments(rendered=rendered)
 
     def execute(self, context: Context) -> StoredVideo:
         from airflow_provider_veo.destinations import parse_destination
 
-        with task_outcomes():
-            video_id = str(self.video_id)
+        with task_outcomes(self):
+            self._check_arguments()
+            video_id = self.video_id
             destination = parse_destination(self.destination)
             self._push_link(context, destination.file_for(video_id))
             job = self.hook.get_video(video_id)
@@ -311,9 +363,10 @@ class VeoGenerateVideoOperator(_SubmittingOperator, _StoringOperator):
     download or a lost worker never pays for a second video. Mapped, each task is labelled in the
     grid by the start of its prompt unless ``map_index_template`` says otherwise.
 
-    :param poll_interval: seconds between status reads.
-    :param timeout: seconds to wait for the job before failing (a retry waits for the same job again);
-        a shorter ``execution_timeout`` bounds the wait too, deferred or not.
+    :param poll_interval: seconds between status reads, 1 (the floor, ``[veo] min_poll_interval``) to 3600.
+    :param timeout: seconds to wait for the job before failing (a retry waits for the same job again),
+        more than 0 and at most a week; ``None`` is an hour. A shorter ``execution_timeout`` bounds the
+        wait too, deferred or not.
     :param deferrable: wait in the triggerer, freeing the worker slot.
     :param write_manifest: write ``<video>.json`` beside the MP4 once it is published.
     """
@@ -324,9 +377,9 @@ class VeoGenerateVideoOperator(_SubmittingOperator, _StoringOperator):
     def __init__(
         self,
         *,
-        destination: str,
+        destination: str | os.PathLike[str] | Destination,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
         deferrable: bool | None = None,
         write_manifest: bool = False,
         **kwargs: Any,
@@ -334,17 +387,22 @@ class VeoGenerateVideoOperator(_SubmittingOperator, _StoringOperator):
         super().__init__(**kwargs)
         self.destination = destination
         self.poll_interval = poll_interval
-        self.timeout = timeout
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.write_manifest = write_manifest
+        with checked_when_defined(self):
+            self._check_storing_arguments(rendered=False)
+            self.deferrable = arguments.switch("deferrable", self.deferrable)
 
     def execute(self, context: Context) -> StoredVideo:
         from airflow_provider_veo.destinations import parse_destination
 
-        with task_outcomes():
+        with task_outcomes(self):
+            self._check_storing_arguments()
+            request = self.build_request()  # every argument checked before anything is read or sent
             destination = parse_destination(self.destination)
             self._check_destination(context, destination)
-            submission = self.submit_or_resume(context)
+            submission = self.submit_or_resume(context, request)
             job = submission.job
             self._push_link(context, destination.file_for(job.video_id))
             if not job.state.is_terminal and self.deferrable:
@@ -356,13 +414,15 @@ class VeoGenerateVideoOperator(_SubmittingOperator, _StoringOperator):
                     poll_interval=self.poll_interval,
                     timeout=self.timeout,
                     visible_by=submission.visible_by,
+                    resume_kwargs=_resume_with(submission),
                 )
             stored = self._store(
                 context,
                 self._wait_here(context, job, visible_by=submission.visible_by),
                 destination,
-                self.build_request(),
+                request,
                 self.write_manifest,
+                submission.reference_sha256s,
             )
             stored["usage"] = submission.usage
             return stored
@@ -381,14 +441,20 @@ class VeoGenerateVideoOperator(_SubmittingOperator, _StoringOperator):
                 )
             raise
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> StoredVideo:
-        """Resume after the trigger fired: download a completed video, fail otherwise."""
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], reference_sha256s: Sequence[str] = ()
+    ) -> StoredVideo:
+        """Resume after the trigger fired: download a completed video, fail otherwise.
+
+        ``reference_sha256s`` are the digests the deferring try took of the images it sent.
+        """
         from airflow_provider_veo.destinations import parse_destination
 
-        with task_outcomes():
+        with task_outcomes(self):
             job = api.job_from_event(event)
             destination = parse_destination(self.destination)
-            stored = self._store(context, job, destination, self.build_request(), self.write_manifest)
+            request = self.build_request()
+            stored = self._store(context, job, destination, request, self.write_manifest, reference_sha256s)
             ti = context["ti"]  # the usage pushed before deferring, by this same try
             stored["usage"] = ti.xcom_pull(task_ids=ti.task_id, key="usage", map_indexes=ti.map_index)
             return stored

@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_veo import api
-from airflow_provider_veo.api import DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, JobWatch
+from airflow_provider_veo.api import DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, JobWatch, arguments
 from airflow_provider_veo.operator_support import (
     AirflowSensorTimeout,
     AirflowSkipException,
     VeoHookMixin,
+    checked_when_defined,
     default_deferrable,
+    is_unrendered,
+    min_poll_interval,
     task_outcomes,
 )
 from airflow_provider_veo.waiting import defer_to_trigger, poll_once
@@ -34,8 +37,10 @@ class VeoTaskSensor(VeoHookMixin, BaseSensorOperator):
 
     :param video_id: the job to wait for (templated), typically the create operator's XCom.
     :param veo_conn_id: the ``veo`` connection.
-    :param visibility_grace: seconds from the sensor's start during which "not found" is taken as a
-        job created moments ago that the API has not stored yet.
+    :param poke_interval: seconds between status reads, 1 (the floor, ``[veo] min_poll_interval``) to 3600.
+    :param timeout: seconds to wait, more than 0 and at most a week; ``None`` is an hour.
+    :param visibility_grace: seconds (0 to 3600) from the sensor's start during which "not found" is
+        taken as a job created moments ago that the API has not stored yet.
     """
 
     template_fields: Sequence[str] = ("video_id",)
@@ -47,16 +52,33 @@ class VeoTaskSensor(VeoHookMixin, BaseSensorOperator):
         video_id: str,
         veo_conn_id: str = "veo_default",
         poke_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
         deferrable: bool | None = None,
         visibility_grace: float = api.DEFAULT_VISIBILITY_GRACE,
         **kwargs: Any,
     ) -> None:
-        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        # Checked below: a mapped sensor defined again in the worker keeps a refusal for execute().
+        super().__init__(poke_interval=DEFAULT_POLL_INTERVAL, timeout=DEFAULT_TIMEOUT, **kwargs)
         self.video_id = video_id
         self.veo_conn_id = veo_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.visibility_grace = visibility_grace
+        with checked_when_defined(self):
+            self.poke_interval = arguments.poll_interval(
+                "poke_interval", poke_interval, floor=min_poll_interval()
+            )
+            self.timeout = arguments.timeout("timeout", timeout)
+            self._check_arguments(rendered=False)
+
+    def _check_arguments(self, *, rendered: bool = True) -> None:
+        """When defined, and again once rendered, before the first read: ``video_id`` may come from a
+        template or an XCom."""
+        if rendered or not is_unrendered(self.video_id):
+            arguments.video_id("video_id", self.video_id)
+        arguments.poll_interval("poke_interval", self.poke_interval, floor=min_poll_interval())
+        arguments.timeout("timeout", self.timeout)
+        self.deferrable = arguments.switch("deferrable", self.deferrable)
+        self.visibility_grace = arguments.visibility_grace(self.visibility_grace)
 
     @cached_property
     def _visible_by(self) -> float:
@@ -71,6 +93,8 @@ class VeoTaskSensor(VeoHookMixin, BaseSensorOperator):
         )
 
     def execute(self, context: Context) -> Any:
+        with task_outcomes(self):
+            self._check_arguments()
         if not self.deferrable:
             try:
                 return super().execute(context)

@@ -152,7 +152,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def test_template_fields() -> None:
     from airflow_provider_veo.sensors.veo import VeoTaskSensor
 
-    create = ("prompt", "model", "seconds", "size", "input_reference", "reuse_previous_job")
+    create = ("model", "prompt", "seconds", "size", "input_reference", "reuse_previous_job")
     assert tuple(VeoCreateVideoOperator.template_fields) == create
     assert tuple(VeoGenerateVideoOperator.template_fields) == (*create, "destination")
     assert tuple(VeoDownloadVideoOperator.template_fields) == ("video_id", "destination")
@@ -179,6 +179,11 @@ def test_template_fields_render() -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def kwargs_besides(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What an operator takes besides the request's own arguments."""
+    return {name: value for name, value in kwargs.items() if name not in api.VideoRequest.arguments()}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -200,7 +205,11 @@ def test_invalid_input_fails_before_any_hook_call(
     kwargs = {"prompt": "a cat", **kwargs}
     if operator_class is VeoGenerateVideoOperator:
         kwargs["destination"] = "/tmp/out/"
-    operator = _with_hook(operator_class(task_id="t", **kwargs), hook)
+    with pytest.raises(api.VeoInputError, match=f"`{field}`"):  # when the task is defined
+        operator_class(task_id="t", **kwargs)
+    operator = _with_hook(operator_class(task_id="t", prompt="a cat", **kwargs_besides(kwargs)), hook)
+    for name, value in kwargs.items():  # as if rendered from templates into the same values
+        setattr(operator, name, value)
     store = FakeStateStore()
     with pytest.raises(AirflowFailException, match=f"`{field}`"):
         operator.execute({"ti": ti, "task_state_store": store})
@@ -497,7 +506,7 @@ def test_download_errors(context: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     "earlier",
     [
-        pytest.param(_record("task_old", fingerprint="another request"), id="another-request"),
+        pytest.param(_record("task_old", fingerprint="0" * 64), id="another-request"),
         pytest.param("task_old", id="bare-id-of-an-earlier-release"),
     ],
 )
@@ -531,8 +540,12 @@ def test_reuse_previous_job_off_renders_anew(switch: Any, ti: FakeTI, logs: Any)
 
 
 def test_reuse_previous_job_refuses_what_is_not_a_switch(ti: FakeTI) -> None:
+    with pytest.raises(api.VeoInputError, match="`reuse_previous_job`"):
+        _create(_hook(), reuse_previous_job="maybe")
+    operator = _create(_hook(), reuse_previous_job="{{ params.reuse }}")
+    operator.reuse_previous_job = "maybe"  # as rendered
     with pytest.raises(AirflowFailException, match="`reuse_previous_job`"):
-        _create(_hook(), reuse_previous_job="maybe").execute({"ti": ti})
+        operator.execute({"ti": ti})
 
 
 def test_max_submissions_stops_a_second_paid_job(ti: FakeTI) -> None:
@@ -545,7 +558,7 @@ def test_max_submissions_stops_a_second_paid_job(ti: FakeTI) -> None:
 
 def test_create_requests_of_a_failed_create_are_counted(ti: FakeTI) -> None:
     hook = _hook(submit=VeoSubmissionUncertainError("no answer"))
-    store = FakeStateStore(**{STATE_KEY: _record("task_old", fingerprint="x", create_requests=3)})
+    store = FakeStateStore(**{STATE_KEY: _record("task_old", fingerprint="0" * 64, create_requests=3)})
     with pytest.raises(AirflowFailException):
         _create(hook).execute({"ti": ti, "task_state_store": store})
     assert store.values[STATE_KEY]["create_requests"] == 4
