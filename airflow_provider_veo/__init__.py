@@ -123,4 +123,20 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
+        "config": {
+            "veo": {
+                "description": "Settings of the CometAPI Veo provider for the whole deployment.",
+                "options": {
+                    "min_poll_interval": {
+                        "description": "The shortest poll_interval / poke_interval a task may ask for, in "
+                        "seconds: each status read is a request against the account's rate limit. Lower it "
+                        "only where jobs finish in a fraction of a second, as against the emulator.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "0.01",
+                        "default": "1.0",
+                    }
+                },
+            }
+        },
     }
