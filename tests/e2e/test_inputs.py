@@ -21,10 +21,12 @@ from airflow_provider_veo.operators.durable import STATE_KEY
 from airflow_provider_veo.testing import Scenario, VeoEmulator
 from airflow_provider_veo.testing.runner import load_dag, run_dag
 
+from . import reliability
 from .conftest import dag_named
 from .test_resume import airflow_has_task_state_store
 
 DAGS = "veo_inputs_dags.py"
+VIA = "generate, dag.test()"
 
 
 def final_error_lines(log: str, text: str) -> list[str]:
@@ -33,17 +35,44 @@ def final_error_lines(log: str, text: str) -> list[str]:
 
 
 RENDERED = [
-    pytest.param({"seconds": 10**400}, "seconds", id="seconds-10**400"),
-    pytest.param({"seconds": 1e308}, "seconds", id="seconds-1e308"),
-    pytest.param({"destination": 42}, "destination", id="destination-a-number"),
-    pytest.param({"input_reference": [5]}, "input_reference", id="input_reference-a-number"),
-    pytest.param({"reuse": "perhaps"}, "reuse_previous_job", id="reuse_previous_job-not-a-switch"),
+    pytest.param({"seconds": 10**400}, "seconds", "`seconds` renders as 10**400", id="seconds-10**400"),
+    pytest.param({"seconds": 1e308}, "seconds", "`seconds` renders as 1e308", id="seconds-1e308"),
+    pytest.param({"destination": 42}, "destination", "`destination` renders as 42", id="destination-42"),
+    pytest.param(
+        {"input_reference": [5]}, "input_reference", "`input_reference` renders as [5]", id="reference-5"
+    ),
+    pytest.param(
+        {"reuse": "perhaps"}, "reuse_previous_job", "`reuse_previous_job` renders as 'perhaps'", id="reuse"
+    ),
 ]
+MAPPED = "a mapped `seconds` the model does not allow"
+DAMAGED_CASES = {
+    "wrong-types": "durable record with wrong types, between tries",
+    "a-list": "durable record that is a list, between tries",
+    "truncated-json": "durable record truncated in the metadata DB, between tries",
+}
+CASES = [
+    *(f"input: {param.values[2]}" for param in RENDERED),
+    f"input: {MAPPED}",
+    *(f"input: {case}" for case in DAMAGED_CASES.values()),
+]
+TABLE = reliability.section(
+    "Bad input and a damaged durable record",
+    "the emulator's default profile, in full `dag.test()` runs with `retries=2`; the durable record "
+    "overwritten in the metadata DB between the first try (which pays, then fails its download) and "
+    "the retry",
+    CASES,
+)
 
 
-@pytest.mark.parametrize(("conf", "field"), RENDERED)
+@pytest.mark.parametrize(("conf", "field", "case"), RENDERED)
 def test_a_bad_rendered_argument_fails_once_before_any_post(
-    emulator: VeoEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str], conf: dict[str, Any], field: str
+    emulator: VeoEmulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    conf: dict[str, Any],
+    field: str,
+    case: str,
 ) -> None:
     out = tmp_path / "out"
     result = run_dag(dag_named("veo_inputs_rendered", DAGS), run_conf={"destination": f"{out}/", **conf})
@@ -57,6 +86,8 @@ def test_a_bad_rendered_argument_fails_once_before_any_post(
     shown = final_error_lines(log, f"Invalid `{field}`")
     assert len(shown) == 1, shown  # once, not once per wrapping exception
     assert "The above exception was the direct cause" not in log
+    outcome = f"fails at once, no retry, logged once: “Invalid `{field}`”"
+    TABLE.record(f"input: {case}", VIA, outcome, 0, 0, "nothing")
 
 
 @pytest.mark.parametrize(
@@ -105,6 +136,8 @@ def test_a_bad_mapped_value_fails_its_task_only_and_is_not_retried(
     assert (bad.state, bad.try_number) == ("failed", 1)  # retries=2: not used
     assert len(emulator.posts) == 1  # the good one's
     assert len(final_error_lines(capfd.readouterr().out, "Invalid `seconds`")) == 1
+    outcome = "that task fails at once, no retry; the others run: “Invalid `seconds`”"
+    TABLE.record(f"input: {MAPPED}", "create, mapped, dag.test()", outcome, "1 (the valid task's)", 1, "-")
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,6 +208,7 @@ def test_a_damaged_record_never_pays_again(
     damaged: str,
     says: str,
     tries: int,
+    request: pytest.FixtureRequest,
 ) -> None:
     # The first try pays, then its download fails (every fetch of the video meets an expired URL).
     emulator.queue_scenario(Scenario(expired_url_fetches=3))
@@ -190,3 +224,6 @@ def test_a_damaged_record_never_pays_again(
     log = capfd.readouterr().out
     assert says in log and "not" in log
     assert "Submitted video" in log  # the earlier try's line, where its id is found again
+    kind = "fails at the retry, without another" if tries == 2 else "retries read it again, never submit"
+    case = DAMAGED_CASES[request.node.callspec.id]
+    TABLE.record(f"input: {case}", VIA, f"{kind}: “{says}”", "1 (the first try's)", 1, "nothing")
