@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import json
 import math
+import os
 import time
 import traceback
 from datetime import timedelta
@@ -525,3 +526,13 @@ def test_a_deferred_task_hands_the_digests_to_its_resume() -> None:
         operator.execute_complete({"ti": FakeTI()}, event, **info.value.kwargs)  # type: ignore[arg-type]
     assert hook.load_references.call_count == 1  # not read again on resume
     assert write_manifest.call_args.args[-1] == digests
+
+
+def test_a_reference_file_name_that_is_not_utf8_is_sent_with_a_stand_in(tmp_path: Path) -> None:
+    # Linux file names are bytes; one that is not UTF-8 reaches Python with lone surrogates.
+    path = tmp_path / os.fsdecode(b"frame-\xff.png")
+    path.write_bytes(PNG)
+    request = VideoRequest.build(prompt="p", input_reference=path)
+    [(name, content, content_type)] = VeoHook().load_references(request)
+    assert (name, content, content_type) == ("frame-?.png", PNG, "image/png")
+    name.encode("utf-8")  # what the multipart header carries can be encoded
