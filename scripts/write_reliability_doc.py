@@ -17,7 +17,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "RELIABILITY.md"
-SUITES = ["tests/e2e/test_faults.py", "tests/e2e/test_gateway.py", "tests/e2e/test_destinations.py"]
+SUITES = [
+    "tests/e2e/test_faults.py",
+    "tests/e2e/test_gateway.py",
+    "tests/e2e/test_destinations.py",
+    "tests/e2e/test_hardening_gateway.py",
+]
 RECORD_ENV = "VEO_RELIABILITY_RECORD"  # tests/e2e/reliability.py reads the same name
 
 HEADER = """# Reliability: what each fault costs
