@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -30,6 +30,9 @@ class Settings:
     timeout: float
     create_timeout: float
     retry: RetryPolicy
+    #: The connection these came from, named in errors about its key. Not compared: two connections
+    #: with the same settings share one session.
+    conn_id: str = field(default="", compare=False)
 
     @classmethod
     def from_connection(cls, conn: Connection) -> Settings:
@@ -59,6 +62,7 @@ class Settings:
             timeout=timeout,
             create_timeout=create_timeout,
             retry=retry,
+            conn_id=conn.conn_id,
         )
 
     def video_source(self, video_id: str, video_url: str | None) -> VideoSource:
@@ -126,9 +130,12 @@ class Settings:
         raise api.VeoTransientError(f"CometAPI answered with a body that is not a readable job ({reason})")
 
     def redact(self, error: VeoError) -> VeoError:
-        """Make sure no message carries the key, whatever an upstream server echoed back."""
+        """Make sure no message carries the key, whatever an upstream server echoed back; an error about
+        the key (401) names the connection it came from."""
         if self.api_key and self.api_key in str(error):
             error.args = (str(error).replace(self.api_key, "***"),)
+        if isinstance(error, api.VeoAuthenticationError) and self.conn_id:
+            error.args = (f"{error} (connection {self.conn_id!r})",)
         return error
 
 

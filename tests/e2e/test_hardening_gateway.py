@@ -34,6 +34,7 @@ KEY = "sk-HARDEN-" + secrets.token_hex(12)
 CASES: list[str] = [
     "key pasted with spaces and a newline around it",
     "key with a line break inside",
+    "a key the gateway refuses (401)",
     "host with `user:password@`",
     "host without scheme, `schema` and `port` fields",
     "video_url on the API's host, another path",
@@ -163,6 +164,27 @@ def test_a_key_with_a_line_break_inside_is_refused_before_any_request(
     )
 
 
+def test_a_refused_key_names_the_connection(
+    gateway: VeoEmulator, out: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    wrong = "sk-WRONG-" + secrets.token_hex(8)
+    connection(monkeypatch, host=gateway.url, password=wrong)
+    result = run(out)
+    left = assert_final_failure(result, out)
+    log = capfd.readouterr().out
+    assert "Invalid token" in log and "(connection 'veo_default')" in log
+    assert wrong not in log
+    assert [p.status for p in gateway.posts] == [401]
+    record(
+        "a key the gateway refuses (401)",
+        "generate, poke",
+        "fails at once: “Invalid token… (connection 'veo_default')”, the key not shown",
+        1,
+        0,
+        left,
+    )
+
+
 def test_userinfo_in_the_host_is_refused_naming_the_connection(
     gateway: VeoEmulator, out: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -176,6 +198,7 @@ def test_userinfo_in_the_host_is_refused_naming_the_connection(
     assert password not in log and KEY not in log
     assert gateway.requests == []
     record(
+        "a key the gateway refuses (401)",
         "host with `user:password@`",
         "generate, poke",
         "fails at once, no request sent: “connection 'veo_default': the base URL holds a user name or "

@@ -380,3 +380,21 @@ def test_the_hooks_retry_log_shows_the_path_escaped(
     )
     hook.get_video(video_id)
     assert lines and all("\n" not in line for line in lines)
+
+
+def test_a_refused_key_names_the_connection(requests_mock: Any) -> None:
+    requests_mock.get(JOB_URL, status_code=401, json=error_json("Invalid token (request id: r-3)"))
+    with pytest.raises(api.VeoAuthenticationError) as raised:
+        VeoHook().get_video(VIDEO_ID)
+    assert str(raised.value).endswith("(connection 'veo_default')")
+
+
+def test_a_refused_key_names_the_connection_in_the_event_loop() -> None:
+    with serving(LoopbackApi(Answer(401, json=error_json("Invalid token (request id: r-4)")))):
+
+        async def read() -> VideoJob:
+            async with VeoHook().async_client() as client:
+                return await client.get_video(VIDEO_ID)
+
+        with pytest.raises(api.VeoAuthenticationError, match=r"\(connection 'veo_default'\)$"):
+            asyncio.run(read())
