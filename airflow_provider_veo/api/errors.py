@@ -24,6 +24,8 @@ class VeoInputError(VeoError, ValueError):
 
     def __init__(self, field_name: str, message: str) -> None:
         self.field = field_name
+        #: What is wrong with the field, without its name.
+        self.reason = message
         super().__init__(f"Invalid `{field_name}`: {message}")
 
 

@@ -53,9 +53,7 @@ class Settings:
         try:
             base_url = api.base_url_from(conn.host, conn.schema, conn.port)
         except VeoInputError as exc:
-            raise VeoInputError(
-                "host", f"connection {conn.conn_id!r}: {str(exc).split(': ', 1)[1]}"
-            ) from None
+            raise VeoInputError("host", f"connection {conn.conn_id!r}: {exc.reason}") from None
         return cls(
             base_url=base_url,
             api_key=_api_key(conn),
@@ -115,10 +113,10 @@ class Settings:
     def parse_job(self, content: bytes) -> VideoJob:
         """A job from an answer's body, scrubbed of the key before it can reach an event or XCom.
 
-        A body that cannot be read (not JSON, not UTF-8, nested deeper than Python parses) is a bad
-        answer that the next one may mend: a transient error, retried within the request's attempts.
-        Any JSON error answer of the API is one (see :class:`~airflow_provider_veo.api.VeoTransientError`),
-        but this one came with a success status, so a create that got it may have made a job.
+        A body that cannot be read (not JSON, not UTF-8, nested deeper than Python parses, or JSON
+        without a job) is a bad answer the next one may mend: a transient error, which a read retries
+        within its attempts. It came with a success status, so a create that got it may have made a
+        job and is not sent again.
         """
         text = self.scrub(content.decode("utf-8", "replace"))
         try:

@@ -74,8 +74,9 @@ _UNSENDABLE = (
 
 def _requests_failure(exc: requests.RequestException, url: str) -> VeoError:
     if isinstance(exc, _UNSENDABLE):  # its text may quote the header, key included: not shown
+        field = "password" if isinstance(exc, requests.exceptions.InvalidHeader) else "host"
         return VeoInputError(
-            "host", f"the request to {url} could not be built ({type(exc).__name__}), so nothing was sent"
+            field, f"the request to {url} could not be built ({type(exc).__name__}), so nothing was sent"
         )
     reason = getattr(exc.args[0] if exc.args else None, "reason", None)
     never_arrived = isinstance(exc, requests.ConnectTimeout) or isinstance(reason, NewConnectionError)

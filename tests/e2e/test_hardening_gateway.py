@@ -198,7 +198,6 @@ def test_userinfo_in_the_host_is_refused_naming_the_connection(
     assert password not in log and KEY not in log
     assert gateway.requests == []
     record(
-        "a key the gateway refuses (401)",
         "host with `user:password@`",
         "generate, poke",
         "fails at once, no request sent: “connection 'veo_default': the base URL holds a user name or "
