@@ -120,8 +120,10 @@ class Settings:
         """
         text = self.scrub(content.decode("utf-8", "replace"))
         try:
-            return VideoJob.from_json(json.loads(text))
-        except (ValueError, RecursionError) as exc:
+            # Strictly UTF-8, as the gateway (Go) always writes: a body that is not was garbled on its
+            # way, and read leniently it could pass for a job with another id.
+            return VideoJob.from_json(json.loads(self.scrub(content.decode("utf-8"))))
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             reason = f"{type(exc).__name__}: {text[:200]!r}"
         except api.VeoAPIError as exc:  # JSON, but no job in it
             reason = str(exc)

@@ -199,7 +199,7 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
         except api.VeoVideoUnavailableError as exc:
             # No fetch command would help: say so, and leave the summary a mark (it offers none either).
             context["ti"].xcom_push(key=UNDELIVERABLE_XCOM_KEY, value=str(exc))
-            exc.args = (f"{exc} It cannot be fetched: no download, now or later, gets this video.",)
+            exc.args = (f"{exc} It cannot be fetched: downloading it again does not help.",)
             raise
         except VeoError as exc:
             if job.state is JobState.SUCCEEDED:

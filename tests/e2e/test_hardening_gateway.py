@@ -287,6 +287,7 @@ def test_unparseable_poll_bodies_are_retried(
     log = capfd.readouterr().out
     assert "not a readable job (RecursionError" in log
     assert "not a readable job (JSONDecodeError" in log
+    assert "not a readable job (UnicodeDecodeError" in log
     assert len(gateway.posts) == 1
     record(
         f"poll bodies that cannot be parsed, {mode}",

@@ -398,3 +398,13 @@ def test_a_refused_key_names_the_connection_in_the_event_loop() -> None:
 
         with pytest.raises(api.VeoAuthenticationError, match=r"\(connection 'veo_default'\)$"):
             asyncio.run(read())
+
+
+def test_a_body_that_is_not_utf8_never_passes_for_a_job(
+    requests_mock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hook_module, "time", SimpleNamespace(sleep=lambda seconds: None))
+    garbled = b'{"id": "task_\xff\xfe", "status": "completed"}'  # read leniently: a job with another id
+    requests_mock.get(JOB_URL, [{"content": garbled}, {"json": job_json(status="queued")}])
+    assert VeoHook().get_video(VIDEO_ID).video_id == VIDEO_ID
+    assert len(requests_mock.request_history) == 2
