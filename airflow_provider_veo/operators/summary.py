@@ -49,7 +49,7 @@ class SummaryRow(TypedDict):
     """One video of the summary: a map index of the generate task."""
 
     map_index: int
-    #: :data:`STORED`, :data:`FAILED`, :data:`PAID_NOT_STORED` or :data:`UNKNOWN`.
+    #: :data:`STORED`, :data:`FAILED`, :data:`PAID_NOT_STORED`, :data:`UNDELIVERABLE` or :data:`UNKNOWN`.
     status: str
     prompt: str | None
     video_id: str | None
