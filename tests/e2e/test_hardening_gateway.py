@@ -10,10 +10,12 @@ its row for ``docs/RELIABILITY.md``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ CASES: list[str] = [
     "download: /content answers 403 `request blocked`",
     "download: /content 502 forever, with the batch summary",
     "ids with CR/LF and shell metacharacters, download failing",
+    "the CLI's status of an id with an escape sequence and shell metacharacters",
 ]
 TABLE = reliability.section(
     "Hardening: the key, URLs and the gateway's latest answers",
@@ -549,4 +552,40 @@ def test_hostile_ids_cannot_forge_log_lines_or_run_commands(
         1,
         1,
         "nothing",
+    )
+
+
+def test_the_clis_status_of_a_hostile_id_is_escaped_and_quoted(gateway: VeoEmulator, tmp_path: Path) -> None:
+    pwned = tmp_path / "pwned"
+    video_id = f"task_\x1b[2J\x1b[31m$(touch {pwned});x\r\nvideo_id: forged"
+    gateway.queue_scenario(Scenario(video_id=video_id, polls_until_done=0))
+    VeoHook().create_video("a fox in the snow")
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_veo", "status", video_id],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "\x1b" not in result.stdout and "\r" not in result.stdout
+    )  # no raw escape or CR reaches the terminal
+    assert [line for line in result.stdout.splitlines() if line.startswith("video_id:")] == [
+        "video_id:     " + video_id.replace("\x1b", "\\x1b").replace("\r", "\\r").replace("\n", "\\n")
+    ]
+    [hint] = [line for line in result.stdout.splitlines() if line.startswith("Fetch it with: ")]
+    command = hint.removeprefix("Fetch it with: ")
+    subprocess.run(["bash", "-c", f"python() {{ :; }}; {command}"], check=True, cwd=tmp_path)
+    assert not pwned.exists()
+    assert KEY not in result.stdout + result.stderr
+    record(
+        "the CLI's status of an id with an escape sequence and shell metacharacters",
+        "`python -m airflow_provider_veo status <id>`",
+        "the id printed with ESC, CR and LF escaped (no forged field, no terminal control); the "
+        "“Fetch it with” command shell-quoted: pasted, it runs nothing the id chose",
+        1,
+        1,
+        "nothing",
+        dag_run=False,
     )
