@@ -133,9 +133,9 @@ def _status(args: argparse.Namespace, out: TextIO) -> None:
     quoted = shlex.quote(job.video_id)
     conn = "" if args.conn_id == "veo_default" else f" --conn-id {shlex.quote(args.conn_id)}"
     if job.state is api.JobState.SUCCEEDED:
-        out.write(f"\nFetch it with: {PROG} download {quoted} DESTINATION{conn}\n")
+        out.write("\n" + api.shown(f"Fetch it with: {PROG} download {quoted} DESTINATION{conn}") + "\n")
     elif not job.state.is_terminal:
-        out.write(f"\nNot finished yet: check again with {PROG} status {quoted}{conn}\n")
+        out.write("\n" + api.shown(f"Not finished yet: check again with {PROG} status {quoted}{conn}") + "\n")
 
 
 def _download(args: argparse.Namespace, out: TextIO) -> None:
@@ -192,8 +192,8 @@ def _print_fields(out: TextIO, fields: Mapping[str, object]) -> None:
     """``name: value`` lines, aligned; fields without a value are left out."""
     shown = {name: value for name, value in fields.items() if value is not None}
     width = max(len(name) for name in shown) + 1
-    for name, value in shown.items():
-        out.write(f"{name + ':':<{width}} {value}\n")
+    for name, value in shown.items():  # control characters escaped: a server's id cannot drive the terminal
+        out.write(f"{name + ':':<{width}} {api.shown(str(value))}\n")
 
 
 def _print_json(out: TextIO, data: Mapping[str, Any]) -> None:
@@ -201,7 +201,7 @@ def _print_json(out: TextIO, data: Mapping[str, Any]) -> None:
 
 
 def _fail(message: str, code: int = 1) -> int:
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {api.shown(message)}\n")
     return code
 
 

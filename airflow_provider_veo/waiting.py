@@ -17,6 +17,7 @@ from airflow_provider_veo.api import (
     Logger,
     PollOutcome,
     VeoJobNotFoundError,
+    VeoModelAccessError,
     VeoTransientError,
     VideoJob,
 )
@@ -31,10 +32,11 @@ DEFERRAL_GRACE = timedelta(seconds=60)
 
 
 def poll_once(hook: VeoHook, video_id: str) -> PollOutcome:
-    """Read the job once; an outage or a "not found" is an outcome for the watch, not an exception."""
+    """Read the job once; an outage, a "not found" or a model-limited key's refusal is an outcome for the
+    watch, not an exception."""
     try:
         return hook.get_video(video_id)
-    except (VeoTransientError, VeoJobNotFoundError) as exc:
+    except (VeoTransientError, VeoJobNotFoundError, VeoModelAccessError) as exc:
         return exc
 
 
@@ -42,7 +44,7 @@ async def apoll_once(client: VeoAsyncClient, video_id: str) -> PollOutcome:
     """The event-loop twin of :func:`poll_once`."""
     try:
         return await client.get_video(video_id)
-    except (VeoTransientError, VeoJobNotFoundError) as exc:
+    except (VeoTransientError, VeoJobNotFoundError, VeoModelAccessError) as exc:
         return exc
 
 

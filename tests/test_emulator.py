@@ -548,7 +548,11 @@ MARKER_VALUES_BY_TYPE: dict[str, Any] = {
     "list[int]": [502, 503],
     "dict[str, str] | None": {"completed": "SUCCESS", "in_progress": "IN_PROGRESS"},
 }
-MARKER_VALUES_BY_FIELD: dict[str, Any] = {"outcome": "failed"}
+MARKER_VALUES_BY_FIELD: dict[str, Any] = {
+    "outcome": "failed",
+    "broken_polls": ["nested", "malformed", "not_utf8"],
+    "model_unavailable": "retired",
+}
 
 
 def marker_text(value: Any) -> str:

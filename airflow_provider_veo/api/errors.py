@@ -24,6 +24,8 @@ class VeoInputError(VeoError, ValueError):
 
     def __init__(self, field_name: str, message: str) -> None:
         self.field = field_name
+        #: What is wrong with the field, without its name.
+        self.reason = message
         super().__init__(f"Invalid `{field_name}`: {message}")
 
 
@@ -57,8 +59,23 @@ class VeoPermissionError(VeoAPIError):
     """The key may not do this (HTTP 403)."""
 
 
+class VeoModelAccessError(VeoPermissionError):
+    """The key is limited to certain models and the gateway would not match this one (HTTP 403
+    "This token has no access to model").
+
+    Gateways before June 2026 answered this to every status read of a model-limited key, and later
+    ones still do for a job not stored yet; the waits treat it as "not visible yet" for the grace
+    window after their own create, then fail naming the id.
+    """
+
+
 class VeoBadRequestError(VeoAPIError):
     """The API refused the request as invalid (HTTP 400, 404, or a 500 with code ``invalid_request``)."""
+
+
+class VeoModelUnavailableError(VeoBadRequestError):
+    """The model cannot be used: retired upstream (HTTP 404 "... is no longer available"), or no
+    channel serves it after every attempt (HTTP 503 ``model_not_found``). Nothing was created."""
 
 
 class VeoJobNotFoundError(VeoBadRequestError):
@@ -101,7 +118,7 @@ class VeoGenerationFailedError(VeoAPIError):
 
     def __init__(self, video_id: str, status: str, code: str | None, message: str | None) -> None:
         self.video_id = video_id
-        text = f"Video {video_id} ended with status {status!r}"
+        text = f"Video {shown(video_id)} ended with status {status!r}"
         if code:
             text += f", error code {code!r}"
         text += f": {message or _NO_REASON}"
@@ -144,6 +161,10 @@ class VeoVideoUnavailableError(VeoDownloadError):
 #: Words of credit errors in English and Chinese ("额度": quota, "余额": balance), and the gateway's codes.
 _CREDIT_WORDS = ("quota", "balance", "credit", "insufficient", "额度", "余额")
 _CREDIT_CODES = frozenset({"insufficient_user_quota", "pre_consume_token_quota_failed"})
+#: The gateway's words for a model-limited key, for a model Google retired, and for /content's guard.
+_NO_MODEL_ACCESS = "no access to model"
+_NO_LONGER_AVAILABLE = "no longer available"
+_REQUEST_BLOCKED = "request blocked"
 _REQUEST_ID_IN_MESSAGE = re.compile(r"\(request id: [^)]*\)")
 
 
@@ -174,7 +195,7 @@ class ErrorBody:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         try:
             payload = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python parses
             payload = None
         if not isinstance(payload, dict):
             return cls(text.strip()[:500], None, from_api=False)
@@ -225,6 +246,19 @@ def error_from_response(
             "key's quota) before running this task again. No job was created.",
             **kwargs,
         )
+    if status_code == 403 and _NO_MODEL_ACCESS in lowered:
+        return VeoModelAccessError(
+            described + " The API key is limited to certain models (a setting of the key in the CometAPI "
+            "console).",
+            **kwargs,
+        )
+    if status_code == 403 and _REQUEST_BLOCKED in lowered:
+        return VeoPermissionError(
+            described + " CometAPI refused to fetch the file from where it is stored (its guard against "
+            "private addresses): this is on CometAPI's side, and trying again does not help; ask its "
+            "support with the video id and this request id.",
+            **kwargs,
+        )
     if status_code == 403:
         return VeoPermissionError(described, **kwargs)
     if status_code == 429:
@@ -240,6 +274,12 @@ def error_from_response(
             job_may_exist=not parsed.from_api,
             **kwargs,
         )
+    if status_code == 404 and _NO_LONGER_AVAILABLE in lowered:
+        return VeoModelUnavailableError(
+            described + " Google has retired this model, so CometAPI cannot serve it and created no "
+            "job: choose a current model (see the provider's model table).",
+            **kwargs,
+        )
     if code == "task_not_exist" or (status_code == 404 and "invalid url" not in lowered):
         return VeoJobNotFoundError(described, **kwargs)
     return VeoBadRequestError(described, **kwargs)
@@ -248,6 +288,14 @@ def error_from_response(
 def connection_error(message: str, *, job_may_exist: bool) -> VeoTransientError:
     """The error for a request that got no HTTP answer at all."""
     return VeoTransientError(message, job_may_exist=job_may_exist)
+
+
+def shown(text: str) -> str:
+    """``text`` safe for one log line or terminal: control characters (CR, LF, ESC...) escaped as
+    ``\\n``, ``\\x1b``..., so an id chosen by the server cannot forge lines or colour a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def optional_str(value: object) -> str | None:

@@ -19,9 +19,11 @@ from airflow_provider_veo.api.errors import (
     VeoError,
     VeoGenerationFailedError,
     VeoJobNotFoundError,
+    VeoModelAccessError,
     VeoTimeoutError,
     VeoTransientError,
     optional_str,
+    shown,
 )
 
 #: Polling defaults: a 6-minute job costs at most 25 GETs.
@@ -58,9 +60,10 @@ def job_state(status: str) -> JobState:
 
 
 def _optional_int(value: object) -> int | None:
+    """A number from an int, a float or text such as ``"100%"`` (the gateway's internal view)."""
     try:
-        return None if value is None or value == "" else int(float(str(value)))
-    except ValueError:
+        return None if value is None or value == "" else int(float(str(value).strip().rstrip("%")))
+    except (ValueError, OverflowError):
         return None
 
 
@@ -101,6 +104,8 @@ class VideoJob:
             error_message = optional_str(error.get("message"))
         elif error:
             error_message = str(error)
+        # The gateway's internal task view (some 2026 releases) says why in ``fail_reason``.
+        error_message = error_message or optional_str(payload.get("fail_reason"))
         status = optional_str(payload.get("status"))
         if status is None:
             # The gateway answers a job whose upstream failed with only its error, and HTTP 200.
@@ -116,7 +121,7 @@ class VideoJob:
             error_code=error_code,
             error_message=error_message,
             created_at=_optional_int(payload.get("created_at")),
-            completed_at=_optional_int(payload.get("completed_at")),
+            completed_at=_optional_int(payload.get("completed_at") or payload.get("finished_at")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,7 +145,7 @@ class Logger(Protocol):
 
 
 #: What one poll of a job can end in, as :class:`JobWatch` takes it.
-PollOutcome = VideoJob | VeoTransientError | VeoJobNotFoundError
+PollOutcome = VideoJob | VeoTransientError | VeoJobNotFoundError | VeoModelAccessError
 
 #: How long after its create a job answered "not found" is taken as "not stored yet": the gateway
 #: answers the create before it stores the task.
@@ -184,19 +189,19 @@ class JobWatch:
 
     def after_poll(self, outcome: PollOutcome) -> float | JobEvent:
         """Seconds to sleep before polling again, or the event payload once there is an answer."""
-        if isinstance(outcome, VeoJobNotFoundError):
+        if isinstance(outcome, (VeoJobNotFoundError, VeoModelAccessError)):
             if self.visible_by is None or self._clock() >= self.visible_by:
-                return error_event(self.video_id, self._not_found(outcome))
+                return error_event(self.video_id, self._not_visible(outcome))
             if not self._said_not_visible:
                 self._said_not_visible = True
                 self._log.info(
                     "Video %s is not visible yet (CometAPI stores a job just after answering its create); "
                     "polling on",
-                    self.video_id,
+                    self._shown_id,
                 )
         elif isinstance(outcome, VeoTransientError):
             # The job is paid for and still rendering: an outage is waited out until the deadline.
-            self._log.warning("Video %s: could not read the job (%s); polling on", self.video_id, outcome)
+            self._log.warning("Video %s: could not read the job (%s); polling on", self._shown_id, outcome)
         elif outcome.state.is_terminal:
             if self._log_outcome:
                 self._describe(outcome)
@@ -209,15 +214,28 @@ class JobWatch:
         # Never sooner than the interval; up to 10% later, so a thousand triggers drift out of lock-step.
         return min(self.poll_interval * random.uniform(1.0, 1.1), seconds_left)
 
-    def _not_found(self, error: VeoJobNotFoundError) -> VeoJobNotFoundError:
+    @property
+    def _shown_id(self) -> str:
+        return shown(self.video_id)
+
+    def _not_visible(self, error: VeoJobNotFoundError | VeoModelAccessError) -> VeoAPIError:
         after = " after the grace window for new jobs" if self.visible_by is not None else ""
+        kwargs: dict[str, Any] = {
+            "status_code": error.status_code,
+            "code": error.code,
+            "request_id": error.request_id,
+        }
+        if isinstance(error, VeoModelAccessError):
+            return VeoModelAccessError(
+                f"CometAPI refuses this key the status of video {self._shown_id}{after} ({error}). Use a "
+                "key allowed the job's model, or lift the key's model limit in the CometAPI console.",
+                **kwargs,
+            )
         return VeoJobNotFoundError(
-            f"CometAPI does not know video {self.video_id}{after} ({error}). Check that the connection "
+            f"CometAPI does not know video {self._shown_id}{after} ({error}). Check that the connection "
             "points at the account and base URL that created it; a job the gateway never stored is "
             "refunded.",
-            status_code=error.status_code,
-            code=error.code,
-            request_id=error.request_id,
+            **kwargs,
         )
 
     def _describe(self, job: VideoJob) -> None:
@@ -230,12 +248,12 @@ class JobWatch:
             return  # only the progress moved
         progress = "" if job.progress is None else f", progress {job.progress}%"
         if job.state is not JobState.UNKNOWN:
-            self._log.info("Video %s: status %r%s", job.video_id, job.status, progress)
+            self._log.info("Video %s: status %r%s", shown(job.video_id), job.status, progress)
         elif self._unknown_statuses is None or job.status not in self._unknown_statuses:
             self._unknown_statuses = (self._unknown_statuses or set()) | {job.status}
             self._log.warning(
                 "Video %s: status %r%s is not one this provider knows; treating it as still running",
-                job.video_id,
+                shown(job.video_id),
                 job.status,
                 progress,
             )
@@ -267,7 +285,8 @@ def timeout_event(video_id: str) -> JobEvent:
         "status": "timeout",
         "video_id": video_id,
         "job": None,
-        "message": f"Video {video_id} did not finish before the deadline; the job may still be running.",
+        "message": f"Video {shown(video_id)} did not finish before the deadline; the job may still be "
+        "running.",
     }
 
 

@@ -60,6 +60,16 @@ MODELS: Mapping[str, ModelSpec] = {
     )
 }
 
+#: Ids still in the table whose upstream Google has retired (Veo 3.0 on the Gemini API, 2026-06-30):
+#: CometAPI answers them only while it maps them to a live model. A create with one is logged with this
+#: advice, and a refusal of it names it. The Veo 3.1 ids map to Google's 3.1 models, whose *preview*
+#: ids were retired on 2026-10-22; CometAPI serves them under these names from the released ones.
+DEPRECATED_MODELS: Mapping[str, str] = {
+    name: "Google retired Veo 3.0 on 2026-06-30; CometAPI serves it only while it maps it to a live "
+    "model: use 'veo3.1-fast' or 'veo3.1'"
+    for name in ("veo3-pro", "veo3-fast", "veo3")
+}
+
 #: Rules applied to a model this provider does not know yet: CometAPI adds models over time.
 UNKNOWN_MODEL_MAX_REFERENCES = 2
 

@@ -11,7 +11,15 @@ import random
 from collections.abc import Generator
 from dataclasses import dataclass
 
-from airflow_provider_veo.api.errors import VeoError, VeoSubmissionUncertainError, VeoTransientError
+from airflow_provider_veo.api.errors import (
+    VeoError,
+    VeoModelUnavailableError,
+    VeoSubmissionUncertainError,
+    VeoTransientError,
+)
+
+#: The gateway's code when no channel serves a model: after every attempt, the model is unavailable.
+_NO_CHANNEL = "model_not_found"
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,20 @@ class RetryPolicy:
         return backoff
 
     def final_error(self, error: VeoError, *, method: str) -> VeoError:
-        """The error to raise once retrying is over."""
+        """The error to raise once retrying is over.
+
+        A create still answered ``model_not_found`` after every attempt is not an outage to retry in
+        Airflow: no channel serves the model (retired, or not on this account), and nothing was made.
+        """
+        if method.upper() == "POST" and isinstance(error, VeoTransientError) and error.code == _NO_CHANNEL:
+            return VeoModelUnavailableError(
+                f"{error} No CometAPI channel served the model through {self.max_attempts} attempts: "
+                "it is unavailable (retired upstream, or not enabled for this account). No job was "
+                "created; choose another model or ask CometAPI's support.",
+                status_code=error.status_code,
+                code=error.code,
+                request_id=error.request_id,
+            )
         if method.upper() == "POST" and isinstance(error, VeoTransientError) and error.job_may_exist:
             return VeoSubmissionUncertainError(
                 f"Creating the video failed after CometAPI may have received the request ({error}). "

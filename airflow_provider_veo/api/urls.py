@@ -6,7 +6,10 @@ Job ids come from the server, so escaping them into URL paths and file names is 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
+import socket
+from urllib.parse import unquote, urlsplit
 
 from airflow_provider_veo.api.errors import VeoAPIError, VeoInputError
 
@@ -26,7 +29,12 @@ _SCHEME_PATTERN = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
 def base_url_from(host: str | None, schema: str | None = None, port: int | None = None) -> str:
-    """The API's base URL from a connection's fields: scheme defaults to https, a trailing /v1 is dropped."""
+    """The API's base URL from a connection's fields: scheme defaults to https, a trailing /v1 is dropped.
+
+    ``port`` goes after the host name, before any path prefix (``https://h/prefix`` with port 8443 is
+    ``https://h:8443/prefix``), unless the host already names one. A user name or password in the host
+    is refused: ``requests`` would send it as Basic auth in place of the key.
+    """
     host = (host or "").strip()
     if not host:
         return DEFAULT_BASE_URL
@@ -34,12 +42,24 @@ def base_url_from(host: str | None, schema: str | None = None, port: int | None 
         host = f"{(schema or 'https').strip()}://{host}"
     if not _URL_PATTERN.match(host):
         raise VeoInputError("host", f"the base URL must start with http:// or https://, got {host!r}")
-    host = host.rstrip("/")
-    if host.lower().endswith("/v1"):
-        host = host[:-3].rstrip("/")
-    if port and not re.search(r":\d+$", host.split("://", 1)[1]):
-        host = f"{host}:{port}"
-    return host
+    parts = urlsplit(host)
+    if "@" in parts.netloc:
+        raise VeoInputError(
+            "host",
+            "the base URL holds a user name or password (`user:...@host`), which would be sent in place "
+            "of the API key: give only the address, and the key in the password field",
+        )
+    try:
+        named_port = parts.port
+    except ValueError:
+        raise VeoInputError("host", f"the base URL's port is not a number: {host!r}") from None
+    netloc = parts.netloc
+    if port and named_port is None:
+        netloc = f"{netloc}:{port}"
+    path = parts.path.rstrip("/")
+    if path.lower().endswith("/v1"):
+        path = path[:-3].rstrip("/")
+    return f"{parts.scheme.lower()}://{netloc}{path}"
 
 
 def reference_kind(location: str) -> str:
@@ -49,6 +69,67 @@ def reference_kind(location: str) -> str:
     if _SCHEME_PATTERN.match(location):
         return "uri"
     return "path"
+
+
+#: Host names of cloud metadata services, whatever they resolve to.
+_METADATA_NAMES = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata.azure.com",
+        "instance-data",
+        "instance-data.ec2.internal",
+    }
+)
+#: Addresses of metadata services outside the link-local ranges (AWS's IPv6 one, Alibaba Cloud's).
+_METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+)
+
+
+def metadata_address(address: str) -> bool:
+    """Whether ``address`` (an IP, as text) is link-local (169.254.0.0/16, fe80::/10) or a known
+    cloud metadata service's, including IPv4 written in an IPv6 form."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        mapped = ip.ipv4_mapped or ip.sixtofour
+        if mapped is not None:
+            ip = mapped
+    return ip.is_link_local or ip in _METADATA_ADDRESSES
+
+
+def forbidden_video_host(url: str) -> str | None:
+    """Why a ``video_url`` must never be fetched, or ``None``. Only what the URL itself says: a
+    link-local or metadata address written as an IP (in any notation the resolver accepts, such as
+    ``2852039166``), or a metadata service's name. Names are resolved by the caller."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if not host:
+        return "it names no host"
+    if host in _METADATA_NAMES:
+        return f"{host} is a cloud metadata service"
+    if metadata_address(host):
+        return f"{host} is a link-local or cloud metadata address"
+    try:  # the resolver's legacy IPv4 forms: 0xa9.0xfe.0xa9.0xfe, 2852039166, 169.254.43518
+        legacy = socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+    if metadata_address(legacy):
+        return f"{host} ({legacy}) is a link-local or cloud metadata address"
+    return None
+
+
+def content_path(video_id: str) -> str:
+    """The gateway's route that streams a job's video (with the key)."""
+    return video_path(video_id) + "/content"
+
+
+def is_content_route(url_path: str, video_id: str, prefix: str) -> bool:
+    """Whether ``url_path`` (a URL's path, still escaped) is ``{prefix}/v1/videos/{video_id}/content``."""
+    return unquote(url_path) == unquote(prefix.rstrip("/") + content_path(video_id))
 
 
 def excerpt(text: str, limit: int = 80) -> str:

@@ -296,7 +296,11 @@ class VeoAsyncClient:
             step = flow.send(self._settings.redact(error))  # raises the error once retrying is over
             assert isinstance(step, api.Sleep)
             self._warn(
-                "GET %s failed (%s); attempt %d in %.1f s", path, step.error, step.next_attempt, step.seconds
+                "GET %s failed (%s); attempt %d in %.1f s",
+                api.shown(path),
+                step.error,
+                step.next_attempt,
+                step.seconds,
             )
             await asyncio.sleep(step.seconds)
             next(flow)
@@ -316,7 +320,10 @@ class VeoAsyncClient:
         finally:
             limit.release(took)
         if 200 <= response.status < 300:
-            return self._settings.parse_job(body)
+            try:
+                return self._settings.parse_job(body)
+            except VeoTransientError as exc:  # a garbled body: retried like an error status
+                return exc
         return _error_from(response, body)
 
 

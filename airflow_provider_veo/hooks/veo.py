@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 from airflow.sdk import BaseHook
@@ -51,6 +52,8 @@ __all__ = [
     "VeoHook",
 ]
 
+_T = TypeVar("_T")
+
 #: Attempts at fetching the finished video; each failed one reads the job again for a fresh URL.
 DOWNLOAD_ATTEMPTS = 3
 _EXPIRED_URL_STATUSES = frozenset({401, 403, 404, 410})
@@ -60,7 +63,21 @@ _EXPIRED_URL_STATUSES = frozenset({401, 403, 404, 410})
 # client's twin is in async_client.py).
 
 
-def _requests_failure(exc: requests.RequestException, url: str) -> VeoTransientError:
+#: requests' errors for a request it refused to build: nothing was sent, and sending again fails alike.
+_UNSENDABLE = (
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+)
+
+
+def _requests_failure(exc: requests.RequestException, url: str) -> VeoError:
+    if isinstance(exc, _UNSENDABLE):  # its text may quote the header, key included: not shown
+        field = "password" if isinstance(exc, requests.exceptions.InvalidHeader) else "host"
+        return VeoInputError(
+            field, f"the request to {url} could not be built ({type(exc).__name__}), so nothing was sent"
+        )
     reason = getattr(exc.args[0] if exc.args else None, "reason", None)
     never_arrived = isinstance(exc, requests.ConnectTimeout) or isinstance(reason, NewConnectionError)
     return api.connection_error(
@@ -77,6 +94,11 @@ def _error_from(response: requests.Response) -> VeoError:
         response.headers.get("Retry-After"),
         request_id=response.headers.get(REQUEST_ID_HEADER),
     )
+
+
+def _keep(response: requests.Response) -> requests.Response:
+    """The answer itself, for calls that stream it."""
+    return response
 
 
 class VeoHook(BaseHook):
@@ -133,6 +155,22 @@ class VeoHook(BaseHook):
 
     def _call(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> requests.Response:
         """One API call driven by :func:`api.request_flow`; returns only a successful answer."""
+        return self._request(method, path, _keep, stream=stream, **kwargs)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        read: Callable[[requests.Response], _T],
+        *,
+        stream: bool = False,
+        **kwargs: Any,
+    ) -> _T:
+        """One API call driven by :func:`api.request_flow`, ending in ``read`` of a successful answer.
+
+        ``read`` raising :class:`VeoTransientError` (a body that cannot be parsed) counts as a failed
+        attempt, as an error status does; the flow decides whether to try again.
+        """
         settings = self._settings
         url = settings.base_url + path
         read_timeout = settings.create_timeout if method == "POST" else settings.timeout
@@ -143,7 +181,7 @@ class VeoHook(BaseHook):
                 self.log.warning(
                     "%s %s failed (%s); attempt %d in %.1f s",
                     method,
-                    path,
+                    api.shown(path),
                     step.error,
                     step.next_attempt,
                     step.seconds,
@@ -166,10 +204,17 @@ class VeoHook(BaseHook):
                 error: VeoError = _requests_failure(exc, url)
             else:
                 if response.ok:
-                    flow.close()
-                    return response
-                error = _error_from(response)
-                response.close()
+                    try:
+                        result = read(response)
+                    except VeoTransientError as exc:
+                        response.close()
+                        error = exc
+                    else:
+                        flow.close()
+                        return result
+                else:
+                    error = _error_from(response)
+                    response.close()
             step = flow.send(settings.redact(error))  # redacted before it is logged, not only raised
 
     def _job(self, response: requests.Response) -> VideoJob:
@@ -191,6 +236,9 @@ class VeoHook(BaseHook):
         """
         for warning in request.warnings:
             self.log.warning(warning)
+        retired = api.DEPRECATED_MODELS.get(request.model)
+        if retired:
+            self.log.warning("Model %r is deprecated: %s", request.model, retired)
         parts: list[tuple[str, tuple[str | None, bytes | str, str | None]]] = [
             (name, (None, value, None)) for name, value in request.form_fields()
         ]
@@ -198,7 +246,7 @@ class VeoHook(BaseHook):
         parts += [("input_reference", image) for image in images]
         sent_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         try:
-            job = self._job(self._call("POST", api.VIDEOS_PATH, files=parts))
+            job = self._request("POST", api.VIDEOS_PATH, self._job, files=parts)
         except api.VeoSubmissionUncertainError as exc:
             exc.args = (
                 f"{exc} Look in the CometAPI console's task log for a {request.model} video created at "
@@ -206,10 +254,14 @@ class VeoHook(BaseHook):
                 "with VeoDownloadVideoOperator, or clear this task to pay for a new one.",
             )
             raise
+        except api.VeoModelUnavailableError as exc:
+            advice = f" ({retired})" if retired else ""
+            exc.args = (f"Model {request.model!r} is unavailable{advice}. {exc}",)
+            raise
         self.log.info(
             "Submitted video %s (status %s): model %s, %s s, size %s, prompt %r%s",
-            job.video_id,
-            job.status,
+            api.shown(job.video_id),
+            api.shown(job.status),
             request.model,
             request.seconds or "default",
             request.size or "default",
@@ -259,12 +311,18 @@ class VeoHook(BaseHook):
 
     def get_video(self, video_id: str) -> VideoJob:
         """Read a job's status (GET, retried on transient errors)."""
-        return self._job(self._call("GET", api.video_path(video_id)))
+        return self._request("GET", api.video_path(video_id), self._job)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the base URL answers and accepts the key, by reading a job id that cannot exist."""
         try:
             self.get_video("airflow-connection-test")
+        except api.VeoModelAccessError as exc:
+            # The gateway checked the key and only its model list was in the way of this made-up id.
+            return True, (
+                "Connection to CometAPI works: the API key was accepted. It is limited to certain "
+                f"models; make sure the ones your DAGs use are among them ({exc})."
+            )
         except (api.VeoAuthenticationError, api.VeoPermissionError, api.VeoInsufficientCreditError) as exc:
             return False, str(exc)
         except api.VeoBadRequestError:
@@ -300,14 +358,18 @@ class VeoHook(BaseHook):
         failed_urls: set[str] = set()
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             if job.state is not JobState.SUCCEEDED:
-                raise VeoDownloadError(f"Video {video_id} is not completed (status {job.status!r})")
+                raise VeoDownloadError(
+                    f"Video {api.shown(video_id)} is not completed (status {job.status!r})"
+                )
             url = job.video_url if job.video_url and job.video_url not in failed_urls else None
             try:
                 written = self._stream_to(target, video_id, url)
             except VeoDownloadError as exc:
-                if attempt == DOWNLOAD_ATTEMPTS:
-                    raise
-                self.log.warning("Download of %s failed (%s); reading the job again", video_id, exc)
+                if attempt == DOWNLOAD_ATTEMPTS or isinstance(exc, VeoVideoUnavailableError):
+                    raise  # the API itself will not deliver it: a fresh read of the job changes nothing
+                self.log.warning(
+                    "Download of %s failed (%s); reading the job again", api.shown(video_id), exc
+                )
                 if url:
                     failed_urls.add(url)
                 job = self.get_video(video_id)
@@ -350,20 +412,24 @@ class VeoHook(BaseHook):
         size = request.size if request else job.size
         video_id, duration = stored["video_id"], stored["duration_seconds"]
         if seconds and duration is not None and abs(float(seconds) - duration) > 0.5:
-            self.log.warning("Video %s lasts %.2f s, but %s s were asked for", video_id, duration, seconds)
+            self.log.warning(
+                "Video %s lasts %.2f s, but %s s were asked for", api.shown(video_id), duration, seconds
+            )
         if size in api.VIDEO_SIZES and stored["width"] and stored["height"]:
             rendered = f"{stored['width']}x{stored['height']}"
             if rendered != size:
-                self.log.warning("Video %s is %s, but %s was asked for", video_id, rendered, size)
+                self.log.warning("Video %s is %s, but %s was asked for", api.shown(video_id), rendered, size)
 
     def _open_video(self, video_id: str, video_url: str | None) -> requests.Response:
         """The streaming answer for a job's video: ``video_url`` on another host without the key (a CDN),
-        the API's own ``/content`` (which ``video_url`` may also point at) with it."""
-        api_path = self._settings.api_path(video_url) if video_url else None
-        if video_url and api_path is None:
+        else the job's ``/content`` with it (see :meth:`Settings.video_source` for what is refused)."""
+        source = self._settings.video_source(video_id, video_url)
+        if source.note:
+            self.log.warning("Video %s: %s; fetching its /content instead", api.shown(video_id), source.note)
+        if source.url:
             try:
                 response = self._session.get(
-                    video_url, stream=True, timeout=(_CONNECT_TIMEOUT, self._settings.timeout)
+                    source.url, stream=True, timeout=(_CONNECT_TIMEOUT, self._settings.timeout)
                 )
             except requests.RequestException as exc:
                 raise VeoDownloadError(f"video_url could not be fetched: {type(exc).__name__}") from exc
@@ -373,15 +439,21 @@ class VeoHook(BaseHook):
                 raise VeoDownloadError(f"video_url answered HTTP {response.status_code}{expired}")
             return response
         try:
-            return self._call("GET", api_path or api.video_path(video_id) + "/content", stream=True)
+            return self._call("GET", source.api_path, stream=True)
         except VeoTransientError as exc:
             if exc.status_code is not None and exc.status_code >= 500:
                 raise VeoVideoUnavailableError(
-                    f"CometAPI says video {video_id} is completed but cannot deliver it ({exc}). This "
-                    "happens when Google blocks a finished clip, which is still billed: ask CometAPI's "
-                    "support about this video id and request id."
+                    f"CometAPI says video {api.shown(video_id)} is completed but cannot deliver it ({exc}). "
+                    "This happens when Google blocks a finished clip, which is still billed: ask "
+                    "CometAPI's support about this video id and request id."
                 ) from exc
             raise VeoDownloadError(str(exc)) from exc
+        except api.VeoPermissionError as exc:
+            if exc.status_code == 403 and "request blocked" in str(exc).lower():
+                raise VeoVideoUnavailableError(
+                    f"CometAPI refused to deliver video {api.shown(video_id)}: {exc}"
+                ) from exc
+            raise
 
     def _stream_to(self, target: Destination, video_id: str, video_url: str | None) -> _Written:
         """Stream the video into ``target`` and publish it only once it is verified whole."""

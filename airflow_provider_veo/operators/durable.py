@@ -157,7 +157,8 @@ def submit_or_resume(
         raise api.VeoSubmissionLimitError(
             f"This task has already paid for {record.submissions} job(s) across its tries "
             f"(max_submissions={policy.max_submissions}); it submits no more. The last was video "
-            f"{record.video_id}: download it with VeoDownloadVideoOperator, or raise max_submissions."
+            f"{api.shown(str(record.video_id))}: download it with VeoDownloadVideoOperator, or raise "
+            "max_submissions."
         )
     sent_before = hook.create_requests_sent
     try:
@@ -237,14 +238,15 @@ def _reuse(
     assert record.video_id is not None
     if not policy.reuse_previous_job:
         log.warning(
-            "reuse_previous_job is off: not reusing video %s; submitting a new render", record.video_id
+            "reuse_previous_job is off: not reusing video %s; submitting a new render",
+            api.shown(record.video_id),
         )
         return None
     if record.fingerprint != fingerprint:
         log.warning(
             "The request changed since an earlier try submitted video %s (prompt, model, seconds, size or "
             "reference images): submitting anew, so this task never hands back a video for another request",
-            record.video_id,
+            api.shown(record.video_id),
         )
         return None
     try:
@@ -256,13 +258,13 @@ def _reuse(
     if job.state is not JobState.FAILED:
         log.info(
             "Reusing video %s submitted by an earlier try (status %r): not submitting again",
-            job.video_id,
+            api.shown(job.video_id),
             job.status,
         )
         return job
     if not policy.resubmit_failed:
         raise job.failure()
-    log.warning("Video %s of an earlier try ended %r; submitting anew", job.video_id, job.status)
+    log.warning("Video %s of an earlier try ended %r; submitting anew", api.shown(job.video_id), job.status)
     return None
 
 

@@ -15,6 +15,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_veo import api
 from airflow_provider_veo.api import JobState, VeoError, VeoInputError
 from airflow_provider_veo.operator_support import AirflowFailException, VeoHookMixin
+from airflow_provider_veo.operators.veo import UNDELIVERABLE_XCOM_KEY
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -27,6 +28,8 @@ FAILED = "failed"
 PAID_NOT_STORED = "paid but not stored"
 #: The job was submitted but could not be read back to tell which of the two it is.
 UNKNOWN = "unknown"
+#: The job completed (and was billed) but the API cannot deliver its video: nothing can fetch it.
+UNDELIVERABLE = "paid but undeliverable"
 
 COLUMNS = (
     "map_index",
@@ -46,7 +49,7 @@ class SummaryRow(TypedDict):
     """One video of the summary: a map index of the generate task."""
 
     map_index: int
-    #: :data:`STORED`, :data:`FAILED`, :data:`PAID_NOT_STORED` or :data:`UNKNOWN`.
+    #: :data:`STORED`, :data:`FAILED`, :data:`PAID_NOT_STORED`, :data:`UNDELIVERABLE` or :data:`UNKNOWN`.
     status: str
     prompt: str | None
     video_id: str | None
@@ -138,9 +141,12 @@ class VeoBatchSummaryOperator(VeoHookMixin, BaseOperator):
         indexes = sorted(states)
         stored_videos = _pull(ti, self.generate_task_id, "return_value", indexes)
         video_ids = _pull(ti, self.generate_task_id, "video_id", indexes)
+        undeliverable = _pull(ti, self.generate_task_id, UNDELIVERABLE_XCOM_KEY, indexes)
         prompts = _requested_prompts(self, context, indexes)
         rows = []
-        for index, stored, pushed_id in zip(indexes, stored_videos, video_ids, strict=True):
+        for index, stored, pushed_id, unavailable in zip(
+            indexes, stored_videos, video_ids, undeliverable, strict=True
+        ):
             video_id = pushed_id if isinstance(pushed_id, str) and pushed_id else None
             row = SummaryRow(
                 map_index=index,
@@ -161,6 +167,13 @@ class VeoBatchSummaryOperator(VeoHookMixin, BaseOperator):
                 row["prompt"] = stored.get("prompt") or row["prompt"]
             elif video_id is None:
                 row["note"] = f"no job was submitted (task {states[index] or 'not run'})"
+            elif unavailable:
+                row["status"] = UNDELIVERABLE
+                row["note"] = (
+                    "the job completed and was billed, but CometAPI cannot deliver its video, so it "
+                    "cannot be fetched; ask CometAPI's support with the video id and request id: "
+                    f"{unavailable}"
+                )
             else:
                 row["status"], row["note"] = self._unstored_job(video_id)
                 if row["status"] != FAILED:
@@ -202,7 +215,9 @@ class VeoBatchSummaryOperator(VeoHookMixin, BaseOperator):
         for row in rows:
             if row["fetch_command"]:
                 self.log.info(
-                    "Map index %d is not stored; fetch it with: %s", row["map_index"], row["fetch_command"]
+                    "Map index %d is not stored; fetch it with: %s",
+                    row["map_index"],
+                    api.shown(row["fetch_command"]),
                 )
 
 
@@ -225,9 +240,9 @@ def table_lines(rows: Sequence[SummaryRow]) -> list[str]:
             str(row["map_index"]),
             row["status"],
             "" if row["bytes"] is None else str(row["bytes"]),
-            row["video_id"] or "",
+            api.shown(row["video_id"] or ""),
             api.excerpt(row["prompt"] or "", _LOG_PROMPT_CHARS),
-            row["uri"] or row["note"] or "",
+            api.shown(row["uri"] or row["note"] or ""),
         )
         for row in rows
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_veo.destinations import Destination
+
+#: XCom key a generate or download task pushes when the API cannot deliver its completed video (the
+#: message): the batch summary then offers no fetch command for it.
+UNDELIVERABLE_XCOM_KEY = "video_unavailable"
 
 #: The grid's label of a mapped task when the user sets none: the start of its prompt.
 DEFAULT_MAP_LABEL = "{{ task.prompt | truncate(48, True, '…', 0) }}"
@@ -225,6 +230,11 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
             stored = self.hook.download_video(job.video_id, target, job=job, request=request)
             if write_manifest:
                 publishing.write_manifest(target, stored, job, request, list(reference_sha256s))
+        except api.VeoVideoUnavailableError as exc:
+            # No fetch command would help: say so, and leave the summary a mark (it offers none either).
+            context["ti"].xcom_push(key=UNDELIVERABLE_XCOM_KEY, value=str(exc))
+            exc.args = (f"{exc} It cannot be fetched: downloading it again does not help.",)
+            raise
         except VeoError as exc:
             if job.state is JobState.SUCCEEDED:
                 exc.args = (f"{exc}. {_paid_for(job.video_id, destination.written)}",)
@@ -276,10 +286,12 @@ def _resume_with(submission: Submission) -> dict[str, Any] | None:
 
 
 def _paid_for(video_id: str, destination: str) -> str:
-    return (
+    """How to fetch a paid video later; the command is shell-quoted, so pasting it runs nothing the id
+    or the destination holds, and shown on one line whatever control characters they have."""
+    command = f"python -m airflow_provider_veo download {shlex.quote(video_id)} {shlex.quote(destination)}"
+    return api.shown(
         f"Video {video_id} is paid for and stays downloadable until its URL expires: fetch it with "
-        f"VeoDownloadVideoOperator(video_id={video_id!r}, destination=...) or "
-        f"`python -m airflow_provider_veo download {video_id} {destination}`"
+        f"VeoDownloadVideoOperator(video_id={video_id!r}, destination=...) or this shell command: {command}"
     )
 
 
@@ -347,7 +359,7 @@ class VeoDownloadVideoOperator(_StoringOperator):
                 if job.state is JobState.FAILED:
                     raise job.failure()
                 raise api.VeoDownloadError(
-                    f"Video {video_id} is not finished (status {job.status!r}): wait for it with "
+                    f"Video {api.shown(video_id)} is not finished (status {job.status!r}): wait for it with "
                     "VeoTaskSensor before this task, create it with VeoGenerateVideoOperator, or set "
                     "wait_for_completion=True"
                 )

@@ -100,7 +100,7 @@ class VeoTaskSensor(VeoHookMixin, BaseSensorOperator):
                 return super().execute(context)
             except AirflowSensorTimeout as exc:
                 raise AirflowSensorTimeout(
-                    f"{exc} Video {self.video_id} did not finish before the deadline; "
+                    f"{exc} Video {api.shown(str(self.video_id))} did not finish before the deadline; "
                     "the job may still be running."
                 ) from exc
         if done := self.poke(context):
@@ -130,5 +130,5 @@ class VeoTaskSensor(VeoHookMixin, BaseSensorOperator):
             raise AirflowSkipException(event.get("message"))  # as poke mode does with soft_fail
         with task_outcomes():
             job = api.job_from_event(event)
-        self.log.info("Video %s is completed", job.video_id)
+        self.log.info("Video %s is completed", api.shown(job.video_id))
         return job.to_dict()

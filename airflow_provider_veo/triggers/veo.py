@@ -110,5 +110,5 @@ class VeoTaskTrigger(BaseTrigger):
         self.log.warning(
             "The task waiting for video %s was stopped by a user. CometAPI has no cancel endpoint for Veo: "
             "the job goes on running and is billed; reconcile it by this id.",
-            self.video_id,
+            api.shown(self.video_id),
         )

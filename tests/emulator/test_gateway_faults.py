@@ -170,3 +170,80 @@ def test_the_new_fields_work_from_a_marker_in_the_gateway_profile(gw: VeoEmulato
     assert get(gw, video_id).json()["status"] == "completed"
     assert len(get(gw, video_id, "/content").content) == 100
     assert [p.status for p in gw.posts] == [403, 200]
+
+
+# --------------------------------------------------------------------------------------------
+# Since August 2026: dead models, model-limited keys, the internal task view, /content's guard
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_retired_model_is_a_flat_404_every_time_and_creates_nothing(gw: VeoEmulator) -> None:
+    gw.scenario = Scenario(model_unavailable="retired")
+    for _ in range(3):
+        response = create(gw, model="veo3")
+        error = flat_error(response)
+        assert response.status_code == 404 and error["code"] == "fail_to_fetch_task"
+        assert "models/veo3 is no longer available" in error["message"]
+    assert gw.jobs == {} and [p.status for p in gw.posts] == [404] * 3
+
+
+def test_no_channel_for_the_model_is_a_503_every_time(gw: VeoEmulator) -> None:
+    gw.queue_scenario(Scenario(model_unavailable="no_channel"))
+    assert [create(gw).status_code for _ in range(3)] == [503] * 3
+    assert gw.jobs == {}
+    assert create(gw, f"{PROMPT} [emu:gone=retired]").status_code == 404  # a marker works too
+
+
+def test_a_model_limited_key_is_refused_the_first_reads(emu: VeoEmulator) -> None:
+    video_id = created_id(emu, f"{PROMPT} [emu:denied=2]")
+    first, content, third = get(emu, video_id), get(emu, video_id, "/content"), get(emu, video_id)
+    assert (first.status_code, content.status_code, third.status_code) == (403, 403, 200)
+    assert "This token has no access to model" in first.json()["error"]["message"]
+
+
+def test_a_model_limited_key_emulator_wide_refuses_unknown_ids_too(gw: VeoEmulator) -> None:
+    gw.scenario = Scenario(model_access_denied_polls=1)
+    assert get(gw, "airflow-connection-test").status_code == 403
+    assert get(gw, "airflow-connection-test").status_code == 400  # then task_not_exist
+
+
+@pytest.mark.parametrize("outcome", ["completed", "failed"])
+def test_the_internal_task_view(emu: VeoEmulator, outcome: str) -> None:
+    video_id = created_id(emu, f"{PROMPT} [emu:internal_task_shape=true,polls=1,outcome={outcome}]")
+    running, done = get(emu, video_id).json(), get(emu, video_id).json()
+    assert set(done) >= {"task_id", "platform", "status", "progress", "fail_reason", "created_at"}
+    assert "id" not in done and "video_url" not in done
+    assert running["status"] == "QUEUED" and done["progress"].endswith("%")
+    assert done["status"] == ("SUCCESS" if outcome == "completed" else "FAILURE")
+    assert bool(done["fail_reason"]) is (outcome == "failed") and "finished_at" in done
+
+
+def test_content_request_blocked(gw: VeoEmulator) -> None:
+    video_id = created_id(gw, f"{PROMPT} [emu:polls=0,content_blocked=true]")
+    get(gw, video_id)
+    response = get(gw, video_id, "/content")
+    assert response.status_code == 403 and proxy_error(response)["message"].startswith("request blocked")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("{api}/admin/keys", "{api}/admin/keys"), ("http://169.254.169.254/x", "http://169.254.169.254/x")],
+)
+def test_a_video_url_of_the_scenarios_choice(emu: VeoEmulator, given: str, expected: str) -> None:
+    video_id = created_id(emu, PROMPT)
+    emu.jobs[video_id].scenario.video_url = given
+    emu.jobs[video_id].scenario.polls_until_done = 0
+    assert get(emu, video_id).json()["video_url"] == expected.replace("{api}", emu.url)
+
+
+def test_broken_poll_bodies_then_the_job(emu: VeoEmulator) -> None:
+    video_id = created_id(emu, f"{PROMPT} [emu:broken=nested|malformed|not_utf8]")
+    bodies = [get(emu, video_id) for _ in range(4)]
+    assert all(b.status_code == 200 for b in bodies)
+    assert len(bodies[0].content) > 200_000
+    with pytest.raises(RecursionError):
+        bodies[0].json()
+    assert [is_json(b) for b in bodies[1:]] == [False, False, True]
+    with pytest.raises(UnicodeDecodeError):
+        bodies[2].content.decode("utf-8")
+    assert emu.jobs[video_id].polls == 1  # broken answers do not move the job

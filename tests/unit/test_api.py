@@ -647,7 +647,7 @@ def test_video_path_escapes_the_id() -> None:
         ("https://api.cometapi.com/v1", "https://api.cometapi.com"),
         ("https://api.cometapi.com/v1/", "https://api.cometapi.com"),
         ("https://api.cometapi.com/", "https://api.cometapi.com"),
-        ("HTTPS://proxy.example/V1", "HTTPS://proxy.example"),
+        ("HTTPS://proxy.example/V1", "https://proxy.example"),
         ("http://localhost:8080", "http://localhost:8080"),
         ("api.cometapi.com", "https://api.cometapi.com"),
         ("api.cometapi.com/v1", "https://api.cometapi.com"),

@@ -365,12 +365,47 @@ def test_post_json_server_errors_give_up_after_max_retries(
     monkeypatch: pytest.MonkeyPatch, requests_mock: Any, sleeps: list[float]
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(max_retries=2))
-    requests_mock.post(CREATE_URL, status_code=503, json=error_json("no channel", "model_not_found"))
-    with pytest.raises(VeoTransientError, match="no channel") as info:
+    requests_mock.post(CREATE_URL, status_code=500, json=error_json("upstream EOF", "do_request_failed"))
+    with pytest.raises(VeoTransientError, match="upstream EOF") as info:
         VeoHook().create_video("a cat")
     assert not isinstance(info.value, VeoSubmissionUncertainError)
     assert len(_posts(requests_mock)) == 3
     assert len(sleeps) == 2
+
+
+def test_post_model_not_found_through_every_attempt_is_an_unavailable_model(
+    monkeypatch: pytest.MonkeyPatch, requests_mock: Any, sleeps: list[float]
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(max_retries=2))
+    requests_mock.post(CREATE_URL, status_code=503, json=error_json("no channel", "model_not_found"))
+    with pytest.raises(api.VeoModelUnavailableError) as info:
+        VeoHook().create_video("a cat", model="veo3")
+    message = str(info.value)
+    assert info.value.retryable is False
+    assert "Model 'veo3' is unavailable" in message and "Google retired Veo 3.0" in message
+    assert "No job was created" in message
+    assert len(_posts(requests_mock)) == 3
+
+
+def test_post_of_a_retired_model_is_sent_once_and_says_so(hook: VeoHook, requests_mock: Any) -> None:
+    google = {
+        "error": {
+            "code": 404,
+            "message": "models/veo-3.0-generate-001 is no longer available",
+            "status": "NOT_FOUND",
+        }
+    }
+    body = {"code": "fail_to_fetch_task", "message": json.dumps(google), "data": None}
+    requests_mock.post(CREATE_URL, status_code=404, json=body)
+    with pytest.raises(api.VeoModelUnavailableError) as info:
+        hook.create_video("a cat", model="veo3.1")
+    message = str(info.value)
+    assert (
+        "Model 'veo3.1' is unavailable" in message
+        and "retired" in message
+        and "no longer available" in message
+    )
+    assert len(_posts(requests_mock)) == 1
 
 
 @pytest.mark.parametrize("status", [502, 504, 524])
@@ -521,10 +556,31 @@ def test_typed_errors(
     assert not sleeps
 
 
-def test_invalid_json_answer(hook: VeoHook, requests_mock: Any) -> None:
-    requests_mock.get(JOB_URL, text="<html>hello</html>")
-    with pytest.raises(api.VeoAPIError, match="invalid JSON"):
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>hello</html>", b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe{not utf-8", b"[]", b'{"no": "id"}'],
+    ids=["html", "nested-deeper-than-python-parses", "not-utf-8", "a-list", "no-id"],
+)
+def test_an_unreadable_job_body_is_retried_as_transient(
+    hook: VeoHook, requests_mock: Any, sleeps: list[float], body: bytes
+) -> None:
+    requests_mock.get(JOB_URL, [{"content": body}, {"content": body}, {"json": job_json(status="queued")}])
+    assert hook.get_video(VIDEO_ID).status == "queued"
+    assert len(_gets(requests_mock, JOB_URL)) == 3 and len(sleeps) == 2
+    requests_mock.get(JOB_URL, content=body)
+    with pytest.raises(VeoTransientError, match="not a readable job") as raised:
         hook.get_video(VIDEO_ID)
+    assert len(str(raised.value)) < 600
+
+
+def test_an_unreadable_create_answer_is_never_resent(
+    hook: VeoHook, requests_mock: Any, sleeps: list[float]
+) -> None:
+    # A success status with a garbled body: the job was probably made, so the POST is not sent again.
+    requests_mock.post(CREATE_URL, content=b"[" * 100_000)
+    with pytest.raises(VeoSubmissionUncertainError, match="may have received"):
+        hook.create_video("a cat")
+    assert len(_posts(requests_mock)) == 1 and not sleeps
 
 
 # --------------------------------------------------------------------------------------------
@@ -788,21 +844,70 @@ def test_async_client_reads_the_connection_without_blocking(monkeypatch: pytest.
 # --------------------------------------------------------------------------------------------
 
 
+CONTENT_PATH = f"/v1/videos/{VIDEO_ID}/content"
+
+
 @pytest.mark.parametrize(
-    ("url", "path"),
+    ("url", "fetched_directly", "noted"),
     [
-        (CONTENT_URL, f"/v1/videos/{VIDEO_ID}/content"),
-        (f"{CONTENT_URL}?variant=video", f"/v1/videos/{VIDEO_ID}/content?variant=video"),
-        ("HTTP://api.test:80/v1/videos/x/content", "/v1/videos/x/content"),
-        ("https://api.test/v1/videos/x/content", None),  # another scheme
-        ("http://api.test:8080/v1/videos/x/content", None),  # another port
-        ("http://api.test.evil/v1/videos/x/content", None),
-        ("http://cdn.test/v1/videos/x/content", None),
-        ("http://api.test", None),
+        (CONTENT_URL, None, False),
+        (f"{CONTENT_URL}?variant=video", None, False),
+        (f"HTTP://api.test:80/v1/videos/{VIDEO_ID}/content", None, False),
+        (f"http://api.test/v1/videos/{VIDEO_ID}/content/../../../admin", None, True),
+        ("http://api.test/v1/videos/another-job/content", None, True),  # another job's route
+        ("http://api.test/v1/videos/x/content", None, True),
+        ("http://api.test/admin/keys", None, True),
+        ("http://api.test", None, True),
+        # Another scheme or port is another origin: a CDN to this client, never given the key.
+        (
+            f"https://api.test/v1/videos/{VIDEO_ID}/content",
+            f"https://api.test/v1/videos/{VIDEO_ID}/content",
+            False,
+        ),
+        ("http://api.test:8080/v1/videos/x/content", "http://api.test:8080/v1/videos/x/content", False),
+        ("http://api.test.evil/v1/videos/x/content", "http://api.test.evil/v1/videos/x/content", False),
+        (CDN_URL, CDN_URL, False),
+        ("http://169.254.169.254/latest/meta-data/", None, True),
+        ("http://[fe80::1]/x.mp4", None, True),
+        ("http://[fd00:ec2::254]/latest/meta-data/", None, True),
+        ("http://metadata.google.internal/computeMetadata/v1/", None, True),
+        ("http://2852039166/latest/meta-data/", None, True),
+        ("http://0xa9.0xfe.0xa9.0xfe/latest/meta-data/", None, True),
+        ("http://[::ffff:169.254.169.254]/latest/meta-data/", None, True),
+        ("http://100.100.100.200/latest/meta-data/", None, True),
+        ("http://api.test:notaport/x", None, True),
     ],
 )
-def test_api_path_only_for_the_apis_own_urls(hook: VeoHook, url: str, path: str | None) -> None:
-    assert hook._settings.api_path(url) == path
+def test_video_source_gives_the_key_only_to_this_jobs_content_route(
+    hook: VeoHook, url: str, fetched_directly: str | None, noted: bool
+) -> None:
+    source = hook._settings.video_source(VIDEO_ID, url)
+    assert source.url == fetched_directly
+    assert source.api_path == CONTENT_PATH  # the only path ever sent the key
+    assert (source.note is not None) == noted
+
+
+def test_video_source_refuses_a_name_resolving_to_a_metadata_address(
+    hook: VeoHook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    def resolve(host: str, *args: Any, **kwargs: Any) -> list[Any]:
+        assert host == "sneaky.example"
+        return [(2, 1, 6, "", ("169.254.169.254", 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    source = hook._settings.video_source(VIDEO_ID, "http://sneaky.example/v.mp4")
+    assert source.url is None and source.note and "resolves to 169.254.169.254" in source.note
+
+
+def test_video_source_under_a_path_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VEO_DEFAULT", conn_json(host="https://gw.example/comet"))
+    settings = VeoHook()._settings
+    own = settings.video_source("task_1", "https://gw.example/comet/v1/videos/task_1/content")
+    assert (own.url, own.note, own.api_path) == (None, None, "/v1/videos/task_1/content")
+    outside = settings.video_source("task_1", "https://gw.example/v1/videos/task_1/content")
+    assert outside.url is None and outside.note  # the host's root is not the API's prefix
 
 
 def test_video_url_on_the_apis_host_is_fetched_with_the_key_at_once(
@@ -855,7 +960,9 @@ def test_content_that_keeps_failing_ends_without_an_airflow_retry(
     assert raised.value.retryable is False
     assert "Failed to resolve Gemini video URL" in message and "r-77" in message and VIDEO_ID in message
     assert "billed" in message
-    assert len(_gets(requests_mock, CONTENT_URL)) == 3 * 5  # download attempts x the GET's own retries
+    assert (
+        len(_gets(requests_mock, CONTENT_URL)) == 5
+    )  # the GET's own retries; a new read of the job is no help
     assert not (tmp_path / "clip.mp4").exists()
 
 

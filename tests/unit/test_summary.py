@@ -235,3 +235,33 @@ def test_fetch_commands_download_next_to_the_summary(destination: str, folder: s
     from airflow_provider_veo.destinations import parse_destination
 
     assert parse_destination(destination).file_for("summary").folder == folder
+
+
+def test_an_undeliverable_video_gets_no_fetch_command(tmp_path: Path, logs: Logs) -> None:
+    from airflow_provider_veo.operators.summary import UNDELIVERABLE
+    from airflow_provider_veo.operators.veo import UNDELIVERABLE_XCOM_KEY
+
+    summary = summary_of(["a", "b"], f"{tmp_path}/summary.json")
+    reason = "CometAPI says video v0 is completed but cannot deliver it (HTTP 502, request id: r-1)"
+    ti = FakeTI(
+        {0: "failed", 1: "failed"},
+        {("video_id", 0): "v0", (UNDELIVERABLE_XCOM_KEY, 0): reason, ("video_id", 1): "v1;$(rm -rf ~)\nx"},
+    )
+    jobs: dict[str, VideoJob | Exception] = {
+        "v0": VideoJob("v0", "completed"),
+        "v1;$(rm -rf ~)\nx": VideoJob("v1;$(rm -rf ~)\nx", "completed"),
+    }
+    with pytest.raises(AirflowFailException):
+        run(summary, ti, jobs)
+    undeliverable, unstored = ti.pushed["return_value"]
+    assert undeliverable["status"] == UNDELIVERABLE and undeliverable["fetch_command"] is None
+    assert "cannot be fetched" in undeliverable["note"] and "r-1" in undeliverable["note"]
+    assert "Map index 0 is not stored; fetch it" not in logs.text
+    # A hostile id: the command is shell-quoted, and logged on one line.
+    assert unstored["fetch_command"].startswith(
+        "python -m airflow_provider_veo download 'v1;$(rm -rf ~)\nx' "
+    )
+    assert (
+        "Map index 1 is not stored; fetch it with: python -m airflow_provider_veo download "
+        "'v1;$(rm -rf ~)\\nx'" in logs.text
+    )

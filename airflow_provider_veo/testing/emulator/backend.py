@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from airflow_provider_veo.testing.emulator.bodies import random_alnum
 from airflow_provider_veo.testing.emulator.scenario import (
+    MODEL_UNAVAILABLE,
     POST_FAILURES_WITH_JOB,
     TERMINAL_STATUSES,
     Scenario,
@@ -45,6 +46,8 @@ class EmulatedJob:
     faults: Faults | None = field(default=None, repr=False)
     expired_left: int = field(default=0, repr=False)
     hidden_left: int = field(default=0, repr=False)
+    denied_left: int = field(default=0, repr=False)
+    broken_left: list[str] = field(default_factory=list, repr=False)
 
 
 class Faults:
@@ -59,6 +62,7 @@ class Faults:
         self.server_errors = collections.deque(scenario.server_errors)
         self.resets_left = scenario.reset_gets
         self.post_failure = scenario.post_failure
+        self.denied_left = scenario.model_access_denied_polls
 
     def any_armed(self) -> bool:
         return bool(
@@ -210,6 +214,9 @@ class Backend:
         task is not refused forever.
         """
         with self._lock:
+            gone = replace(self._queue[0] if self._queue else self._scenario, **overrides).model_unavailable
+            if gone is not None:  # a dead model: refused every time, nothing created, nothing used up
+                raise CreateFailure(MODEL_UNAVAILABLE[gone], self._faults.retry_after)
             failure, self._faults.post_failure = self._faults.post_failure, None
             retry_after = self._faults.retry_after
             if failure is not None and failure not in POST_FAILURES_WITH_JOB:
@@ -234,6 +241,8 @@ class Backend:
                 faults=faults if faults.any_armed() else None,
                 expired_left=scenario.expired_url_fetches,
                 hidden_left=scenario.not_visible_polls,
+                denied_left=scenario.model_access_denied_polls,
+                broken_left=list(scenario.broken_polls),
             )
             self._jobs[job.id] = job
             if failure is not None:
@@ -248,6 +257,23 @@ class Backend:
                 job.hidden_left -= 1
                 return True
             return False
+
+    def take_access_denied(self, video_id: str) -> bool:
+        """Whether this GET is refused to a model-limited key (``model_access_denied_polls``): the job's
+        own count, or for an id the emulator does not know, the emulator-wide scenario's."""
+        with self._lock:
+            job = self._jobs.get(video_id)
+            counter = job if job is not None else self._faults
+            if counter.denied_left > 0:
+                counter.denied_left -= 1
+                return True
+            return False
+
+    def take_broken_poll(self, video_id: str) -> str | None:
+        """The broken body this retrieve answers with (``broken_polls``), or ``None``."""
+        with self._lock:
+            job = self._jobs[video_id]
+            return job.broken_left.pop(0) if job.broken_left else None
 
     def poll(self, video_id: str) -> EmulatedJob:
         """Count a retrieve of the job, move it along, and return its snapshot."""

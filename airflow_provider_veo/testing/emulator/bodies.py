@@ -197,6 +197,17 @@ GATEWAY_ERRORS: dict[str, GatewayError] = {
         "pre_consume_token_quota_failed",
         "token quota is not enough, token remain quota: ＄0.00, need quota: ＄0.40",  # noqa: RUF001
     ),
+    "model_retired": GatewayError(
+        404,
+        "flat",
+        "fail_to_fetch_task",
+        _google_error(
+            404,
+            "models/{model} is no longer available to new users. Please update your code to use a "
+            "newer model.",
+            "NOT_FOUND",
+        ),
+    ),
     "fail_to_fetch_task": GatewayError(
         400,
         "flat",
@@ -253,6 +264,33 @@ def gateway_flat(code: str, message: str) -> bytes:
 def gateway_proxy_error(message: str, error_type: str) -> bytes:
     """new-api's ``/content`` error (P): a message and a type, no code."""
     return json.dumps({"error": {"message": message, "type": error_type}}).encode()
+
+
+def broken_body(kind: str, video_id: str) -> bytes:
+    """A 200 body that is not a readable job (``Scenario.broken_polls``)."""
+    if kind == "nested":
+        return b'{"id": "' + video_id.encode() + b'", "status": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    if kind == "malformed":
+        return b'{"id": "' + video_id.encode() + b'", "status": "in_progr'
+    return b'{"id": "\xff\xfe\xfd", "status": "\xc3"}'
+
+
+def internal_task_view(
+    job_id: str, status: str, progress: int, fail_reason: str, created_at: int, finished_at: int | None
+) -> bytes:
+    """The gateway's internal task view that some 2026 releases answered to a retrieve (new-api #7194)."""
+    internal = {"completed": "SUCCESS", "failed": "FAILURE", "error": "FAILURE", "in_progress": "IN_PROGRESS"}
+    view: dict[str, object] = {
+        "task_id": job_id,
+        "platform": "gemini",
+        "status": internal.get(status, "QUEUED"),
+        "progress": f"{progress}%",
+        "fail_reason": fail_reason if status in ("failed", "error") else "",
+        "created_at": created_at,
+    }
+    if finished_at:
+        view["finished_at"] = finished_at
+    return json.dumps(view).encode()
 
 
 #: What nginx in front of the gateway answers when the gateway does not: not the API's JSON.

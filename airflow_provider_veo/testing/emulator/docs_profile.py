@@ -106,7 +106,7 @@ class DocsResponses(Responses):
             scenario = job.scenario
             if not created and not scenario.missing_video_url and not scenario.content_unavailable:
                 token = self.backend.issue_token(job.id)
-                payload["video_url"] = f"{self.site.cdn_url}/files/{token}.mp4"
+                payload["video_url"] = self.video_url(job, f"{self.site.cdn_url}/files/{token}.mp4")
         elif job.status in TERMINAL_STATUSES:
             payload["error"] = {"code": job.scenario.error_code, "message": job.scenario.error_message}
         return Answer(200, json.dumps(payload).encode())

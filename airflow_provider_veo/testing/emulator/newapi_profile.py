@@ -158,7 +158,9 @@ class NewApiResponses(Responses):
         payload["model"] = UPSTREAM_MODELS.get(job.model, job.model)
         payload["completed_at"] = job.completed_at or int(time.time())
         if status == "completed" and not job.scenario.missing_video_url:
-            payload["video_url"] = f"{self.site.url}/v1/videos/{quote(job.id, safe='')}/content"
+            payload["video_url"] = self.video_url(
+                job, f"{self.site.url}/v1/videos/{quote(job.id, safe='')}/content"
+            )
         return Answer(200, json.dumps(payload).encode())
 
     def check_variant(self, request: ApiRequest, query: str) -> Answer | None:

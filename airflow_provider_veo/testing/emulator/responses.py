@@ -16,10 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import ClassVar, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from airflow_provider_veo.testing.emulator.backend import Backend, CreateFailure, EmulatedJob
-from airflow_provider_veo.testing.emulator.bodies import PROXY_502_HTML, request_id, storage_error
+from airflow_provider_veo.testing.emulator.bodies import (
+    PROXY_502_HTML,
+    broken_body,
+    gateway_proxy_error,
+    internal_task_view,
+    request_id,
+    storage_error,
+)
 from airflow_provider_veo.testing.emulator.forms import Form, Part
 from airflow_provider_veo.testing.emulator.models import (
     DEFAULT_MODEL,
@@ -214,14 +221,24 @@ class Responses(ABC):
             return DROP
         if isinstance(fault, int):
             return self.injected_error(request, fault, job.model if job else DEFAULT_MODEL, content=content)
+        if self.backend.take_access_denied(video_id):
+            return self.create_refused(request, "model_forbidden", "", 0.0)  # the distributor's check
         if job is None or self.backend.take_not_visible(video_id):
             return self.unknown_task(request, video_id, content=content)
         if content:
             return self._content(request, job, split.query)
+        broken = self.backend.take_broken_poll(video_id)
+        if broken is not None:
+            return Answer(200, broken_body(broken, job.id))
         job = self.backend.poll(video_id)
         if job.status in ("failed", "error") and job.scenario.error_only_body:
             error = {"message": job.scenario.error_message, "type": job.scenario.error_code}
             return Answer(200, json.dumps({"error": error, "id": job.id}).encode())
+        if job.scenario.internal_task_shape:
+            view = internal_task_view(
+                job.id, job.status, job.progress, job.scenario.error_message, job.created_at, job.completed_at
+            )
+            return Answer(200, view)
         return self.job_answer(request, job, created=False)
 
     def _content(self, request: ApiRequest, job: EmulatedJob, query: str) -> Reply:
@@ -233,7 +250,18 @@ class Responses(ABC):
             return self.content_not_ready(request, job)
         if job.scenario.content_unavailable:
             return self.content_unavailable(request, job)
+        if job.scenario.content_blocked:
+            message = "request blocked: the upstream video address resolves to a private network"
+            return Answer(403, gateway_proxy_error(message, "server_error"))
         return VideoAnswer(job, chunked=self.chunked_content, cut_at=job.scenario.content_cut_at)
+
+    def video_url(self, job: EmulatedJob, default: str) -> str:
+        """The completed job's ``video_url``: the scenario's (``{api}`` and ``{id}`` filled in), else
+        ``default``."""
+        given = job.scenario.video_url
+        if given is None:
+            return default
+        return given.replace("{api}", self.site.url).replace("{id}", quote(job.id, safe=""))
 
     # -- the profile's wording -------------------------------------------------------------
 

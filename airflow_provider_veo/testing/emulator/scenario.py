@@ -34,7 +34,14 @@ MARKER_ALIASES: dict[str, str] = {
     "bytes": "video_bytes",
     "hidden": "not_visible_polls",
     "cut": "content_cut_at",
+    "denied": "model_access_denied_polls",
+    "broken": "broken_polls",
+    "gone": "model_unavailable",
 }
+#: The values of ``Scenario.model_unavailable``: the gateway's answers to a create for a dead model.
+MODEL_UNAVAILABLE = {"retired": "model_retired", "no_channel": "model_not_found"}
+#: The values of ``Scenario.broken_polls``: bodies a retrieve answers with HTTP 200.
+BROKEN_BODIES = frozenset({"nested", "malformed", "not_utf8"})
 
 
 @dataclass
@@ -45,8 +52,10 @@ class Scenario:
     ``outcome``, ``error_code``, ``error_message``, ``status_spelling``, ``missing_video_url``,
     ``truncate_download``, ``corrupt_download``, ``expired_url_fetches``, ``video_bytes``, ``video_id``,
     ``not_visible_polls``, ``error_only_body``, ``content_unavailable``, ``content_cut_at``,
-    ``create_delay``. Request faults (used up as requests arrive): ``rate_limit``, ``server_errors``,
-    ``post_failure``, ``reset_gets``, ``slow_first_n``; ``latency`` applies to every answer.
+    ``create_delay``, ``model_access_denied_polls``, ``internal_task_shape``, ``content_blocked``,
+    ``video_url``, ``broken_polls``, ``model_unavailable``. Request faults (used up as requests
+    arrive): ``rate_limit``, ``server_errors``, ``post_failure``, ``reset_gets``, ``slow_first_n``;
+    ``latency`` applies to every answer.
     """
 
     #: Retrieve GETs answered as not finished before the terminal one: ``queued`` first, then
@@ -114,6 +123,26 @@ class Scenario:
     #: Seconds a create takes to answer once it has created the job (the gateway retries channels
     #: with no deadline): a client that gives up earlier has still created, and paid for, the job.
     create_delay: float = 0.0
+    #: The first N GETs of the job (retrieve or ``/content``) answer 403 "This token has no access to
+    #: model", as gateways before June 2026 did to a model-limited key (later ones, while the task is
+    #: not stored yet). Counted before ``not_visible_polls``; not polls. Emulator-wide, it also counts
+    #: the GETs of ids the emulator does not know (``test_connection`` reads one).
+    model_access_denied_polls: int = 0
+    #: Retrieves answer the gateway's internal task view (``task_id``, ``platform``, an upper-case
+    #: ``status``, ``progress`` as ``"50%"``, ``fail_reason``, ``finished_at``), as some 2026 releases did.
+    internal_task_shape: bool = False
+    #: ``/content`` answers 403 "request blocked: ..." (its guard against private upstream addresses).
+    content_blocked: bool = False
+    #: The completed job's ``video_url`` as given: ``{api}`` stands for the API's base URL, ``{id}`` for
+    #: the job's escaped id (e.g. ``{api}/admin/keys``, ``http://169.254.169.254/latest/meta-data/``).
+    video_url: str | None = None
+    #: The next retrieves of the job answer HTTP 200 with these bodies, in order, without moving the job:
+    #: ``nested`` (JSON nested 100,000 deep), ``malformed`` (cut-off JSON), ``not_utf8``.
+    broken_polls: list[str] = field(default_factory=list)
+    #: Every create of a job with this scenario is refused and creates nothing: ``retired`` (404 flat
+    #: ``fail_to_fetch_task`` with Google's "... is no longer available") or ``no_channel`` (503
+    #: ``model_not_found``), however often it is sent.
+    model_unavailable: str | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in TERMINAL_STATUSES:
@@ -127,6 +156,10 @@ class Scenario:
             raise ValueError(f"video_bytes must be at least {MIN_VIDEO_BYTES}")
         if self.content_cut_at is not None and self.content_cut_at < 0:
             raise ValueError("content_cut_at must not be negative")
+        if self.model_unavailable is not None and self.model_unavailable not in MODEL_UNAVAILABLE:
+            raise ValueError(f"model_unavailable must be one of {sorted(MODEL_UNAVAILABLE)}")
+        if not set(self.broken_polls) <= BROKEN_BODIES:
+            raise ValueError(f"broken_polls items must be among {sorted(BROKEN_BODIES)}")
 
 
 def _optional(parse: Callable[[str], object]) -> Callable[[str], object]:
@@ -163,6 +196,7 @@ _CONVERTERS: dict[str, Callable[[str], object]] = {
     "str | None": _optional(str),
     "str | int | None": _optional(_parse_post_failure),
     "list[int]": lambda value: [int(item) for item in value.split("|") if item],
+    "list[str]": lambda value: [item for item in value.split("|") if item],
     "dict[str, str] | None": _optional(_parse_mapping),
 }
 _FIELD_TYPES = {f.name: str(f.type) for f in fields(Scenario)}
