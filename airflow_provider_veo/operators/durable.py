@@ -251,7 +251,9 @@ def _reuse(
         return None
     try:
         job = hook.get_video(record.video_id)
-    except api.VeoJobNotFoundError:
+    except (api.VeoJobNotFoundError, api.VeoModelAccessError):
+        # "Not found", or a model-limited key's 403 on a job the gateway has not stored yet: the same
+        # grace window as the waits, run from the job's own submission.
         if time.time() >= record.submitted_at + policy.visibility_grace:
             raise
         job = VideoJob(video_id=record.video_id, status="unknown")  # created moments ago, not stored yet

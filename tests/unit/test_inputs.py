@@ -480,6 +480,25 @@ def test_a_reused_jobs_wait_keeps_the_grace_of_its_submission() -> None:
     hook.submit.assert_not_called()
 
 
+@pytest.mark.parametrize(
+    "not_visible",
+    [api.VeoJobNotFoundError("not stored yet"), api.VeoModelAccessError("This token has no access to model")],
+)
+def test_a_reused_job_not_visible_within_its_grace_is_waited_for_not_paid_again(
+    not_visible: Exception,
+) -> None:
+    # A retry moments after the create: the gateway may not have stored the job, and an older gateway
+    # answers a model-limited key with 403 until it has.
+    hook = _hook()
+    hook.get_video.side_effect = not_visible
+    store = FakeStateStore(**{STATE_KEY: {**GOOD, "submitted_at": time.time() - 5}})
+    operator = VeoGenerateVideoOperator(task_id="g", deferrable=True, visibility_grace=60.0, **GENERATE)
+    operator.hook = hook  # type: ignore[misc]
+    with pytest.raises(TaskDeferred):
+        operator.execute({"ti": FakeTI(), "task_state_store": store})  # type: ignore[arg-type]
+    hook.submit.assert_not_called()
+
+
 # --------------------------------------------------------------------------------------------
 # Reference images are read once per try, for the fingerprint and the manifest alike
 # --------------------------------------------------------------------------------------------
