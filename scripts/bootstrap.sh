@@ -33,8 +33,14 @@ fi
 #     schemas ("TITerminalStatePayload needs a discriminator field"), so no task runs;
 #   svcs<26.2: 26.2 detaches its registry from app.state when the lifespan ends, and the in-process
 #     execution API of 3.2 (dag.test()) loses it ("'State' object has no attribute 'svcs_registry'").
+# 3.1.x:
+#   cryptography<51: 51 made MultiFernet a Rust class that takes no new attributes, and 3.1 sets
+#     `is_encrypted` on it, so once a Fernet key is set every deferral (trigger kwargs are encrypted)
+#     and every encrypted connection or variable fails; 3.1 works from its own floor (44.0.3) to
+#     50.x (tests/e2e/test_fernet_deferral.py). 3.3 wraps MultiFernet instead.
 pins=()
 case "$airflow_version" in
+    3.1.*) pins+=("cryptography<51") ;;
     3.2.*) pins+=("fastapi<0.137" "svcs<26.2") ;;
 esac
 stamp="$venv/.veo-installed"
