@@ -1,0 +1,107 @@
+"""The store fails part-way through the upload of a paid video: the server hangs (SIGSTOP) as soon
+as the multipart upload is open, stays hung until the task has given up, then comes back.
+
+What must hold, as for any all-or-nothing write: no object at the final key (no reader ever sees a
+partial video), no multipart upload left open (S3 bills its parts and nothing lists them as files),
+and the task fails saying the video is paid for and how to fetch it (its id, the operator and the
+CLI), so nobody pays for it twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_veo.api import video_filename
+from airflow_provider_veo.testing import VeoEmulator
+from airflow_provider_veo.testing.runner import run_dag
+
+from . import servers
+from .conftest import Store, connect, dag_named, s3_store
+
+#: Large enough for a multipart upload (s3fs goes multipart from two 50 MiB parts), small enough to be quick.
+VIDEO_BYTES = 160 << 20
+#: The worker's S3 client gives up on a hung server after this many seconds per request, and does
+#: not retry: the test waits for the task to fail, not for botocore's default minute per attempt.
+CLIENT_TIMEOUT = 5
+#: How long the hung server may take to finish what was queued while it was stopped.
+SETTLE_DEADLINE = 60.0
+
+
+@pytest.fixture
+def hung_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    """An S3 server of this test's own (it is going to be frozen), with a client that times out."""
+    server = servers.start_s3(tmp_path)
+    try:
+        config = {
+            "connect_timeout": CLIENT_TIMEOUT,
+            "read_timeout": CLIENT_TIMEOUT,
+            "retries": {"max_attempts": 1, "mode": "standard"},
+        }
+        store = s3_store(server, "veo_os_s3_hung", config)
+        connect(store, monkeypatch)
+        yield store
+    finally:
+        server.stop()
+
+
+def _settled(store: Store, prefix: str) -> tuple[dict[str, int], list[str]]:
+    """The objects and open uploads under ``prefix`` once the resumed server has stopped changing them."""
+    deadline = time.monotonic() + SETTLE_DEADLINE
+    last: tuple[dict[str, int], list[str]] | None = None
+    while True:
+        now = (store.objects(prefix), store.open_uploads(prefix))
+        if now == last or time.monotonic() > deadline:
+            return now
+        last = now
+        time.sleep(2)
+
+
+def test_s3_hangs_mid_upload_leaves_nothing_and_says_how_to_fetch_the_paid_video(
+    emulator: VeoEmulator, hung_s3: Store, prefix: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    store = hung_s3
+    frozen = threading.Event()
+    done = threading.Event()
+
+    def freeze_once_the_upload_is_open() -> None:
+        while not done.is_set():
+            try:
+                if store.open_uploads(prefix):
+                    store.server.pause()
+                    frozen.set()
+                    return
+            except Exception:  # the server is busy receiving: ask again
+                pass
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=freeze_once_the_upload_is_open, daemon=True)
+    watcher.start()
+    prompt = f"A lighthouse in a storm, uploaded to a store that hangs. [emu:bytes={VIDEO_BYTES}]"
+    try:
+        result = run_dag(
+            dag_named("veo_objectstore_generate_only"),
+            run_conf={"destination": store.uri(prefix), "prompt": prompt},
+        )
+    finally:
+        done.set()
+        watcher.join()
+        store.server.resume()
+    log = capfd.readouterr().out
+
+    assert frozen.is_set(), "the upload never opened a multipart upload: the store was not failed mid-upload"
+    assert result.task("generate_video").state == "failed"
+    (job,) = emulator.jobs.values()
+    video_key = prefix + video_filename(job.id)
+    objects, open_uploads = _settled(store, prefix)
+    assert video_key not in objects, f"a partial video is at the final key: {objects}"
+    assert objects == {}, f"objects left behind: {objects}"
+    assert open_uploads == [], f"multipart uploads left open: {open_uploads}"
+    # The paid video can still be fetched, and the failure says how.
+    assert f"Video {job.id} is paid for" in log
+    assert f"VeoDownloadVideoOperator(video_id={job.id!r}" in log
+    assert f"python -m airflow_provider_veo download {job.id}" in log
