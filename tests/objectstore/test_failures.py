@@ -1,5 +1,7 @@
 """The store fails part-way through the upload of a paid video: the server hangs (SIGSTOP) as soon
-as the multipart upload is open, stays hung until the task has given up, then comes back.
+as the multipart upload is open, stays hung past the task's ``execution_timeout`` (a part's body
+sent to a hung server has no client-side timeout in s3fs: that bound is what ends the attempt), and
+then comes back, finishing whatever requests were queued while it was frozen.
 
 What must hold, as for any all-or-nothing write: no object at the final key (no reader ever sees a
 partial video), no multipart upload left open (S3 bills its parts and nothing lists them as files),
@@ -25,9 +27,12 @@ from .conftest import Store, connect, dag_named, s3_store
 
 #: Large enough for a multipart upload (s3fs goes multipart from two 50 MiB parts), small enough to be quick.
 VIDEO_BYTES = 160 << 20
-#: The worker's S3 client gives up on a hung server after this many seconds per request, and does
-#: not retry: the test waits for the task to fail, not for botocore's default minute per attempt.
+#: The worker's S3 client gives up on a hung server after this many seconds per request it can time
+#: out (connecting, reading an answer), and does not retry: the test waits for the task, not for
+#: botocore's default minute per attempt.
 CLIENT_TIMEOUT = 5
+#: The store stays frozen this long, past the task's execution_timeout (50 s from the task's start).
+HOLD = 70.0
 #: How long the hung server may take to finish what was queued while it was stopped.
 SETTLE_DEADLINE = 60.0
 
@@ -68,18 +73,20 @@ def test_s3_hangs_mid_upload_leaves_nothing_and_says_how_to_fetch_the_paid_video
     frozen = threading.Event()
     done = threading.Event()
 
-    def freeze_once_the_upload_is_open() -> None:
+    def freeze_once_the_upload_is_open_then_thaw() -> None:
         while not done.is_set():
             try:
                 if store.open_uploads(prefix):
                     store.server.pause()
                     frozen.set()
-                    return
+                    break
             except Exception:  # the server is busy receiving: ask again
                 pass
             time.sleep(0.05)
+        done.wait(HOLD)
+        store.server.resume()
 
-    watcher = threading.Thread(target=freeze_once_the_upload_is_open, daemon=True)
+    watcher = threading.Thread(target=freeze_once_the_upload_is_open_then_thaw, daemon=True)
     watcher.start()
     prompt = f"A lighthouse in a storm, uploaded to a store that hangs. [emu:bytes={VIDEO_BYTES}]"
     try:
@@ -102,6 +109,7 @@ def test_s3_hangs_mid_upload_leaves_nothing_and_says_how_to_fetch_the_paid_video
     assert objects == {}, f"objects left behind: {objects}"
     assert open_uploads == [], f"multipart uploads left open: {open_uploads}"
     # The paid video can still be fetched, and the failure says how.
-    assert f"Video {job.id} is paid for" in log
+    errors = "\n".join(line[:400] for line in log.splitlines() if "error" in line.lower())[-4000:]
+    assert f"Video {job.id} is paid for" in log, f"the task's errors:\n{errors}"
     assert f"VeoDownloadVideoOperator(video_id={job.id!r}" in log
     assert f"python -m airflow_provider_veo download {job.id}" in log
