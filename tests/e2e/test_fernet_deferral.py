@@ -60,6 +60,8 @@ def test_deferral_with_a_fernet_key_set(tmp_path: Path) -> None:
     assert lines, f"the run did not finish (exit {finished.returncode}):\n{finished.stderr[-4000:]}"
     outcome = json.loads(lines[-1].removeprefix("RESULT "))
     assert outcome == {"run": "success", "state": "success", "try": 1}, finished.stderr[-4000:]
-    # The wait really was deferred: the trigger polled the job, and the video was stored once.
+    # The wait really was deferred (the trigger ran in line, as dag.test() runs it) and polled the job;
+    # the video was stored once.
+    assert "[DAG TEST] running trigger in line" in finished.stdout + finished.stderr
     assert len(emulator.posts) == 1 and polls
     assert [p.suffix for p in (tmp_path / "videos").iterdir()] == [".mp4"]

@@ -52,7 +52,7 @@ def _venv_tool(name: str) -> str | None:
 def azurite_blob() -> str | None:
     explicit = os.environ.get("VEO_AZURITE_BLOB")
     if explicit:
-        return explicit
+        return explicit if os.access(explicit, os.X_OK) else None
     local = AZURITE_PREFIX / "node_modules" / ".bin" / "azurite-blob"
     return str(local) if local.exists() else shutil.which("azurite-blob")
 
@@ -104,9 +104,7 @@ def start(name: str, command: list[str], port: int, ready_path: str, workdir: Pa
         try:
             requests.get(server.url + ready_path, timeout=5)
             return server
-        except requests.ConnectionError:
-            pass
-        except requests.Timeout:
+        except (requests.ConnectionError, requests.Timeout):
             pass
         if time.monotonic() > deadline:
             server.stop()
