@@ -116,9 +116,17 @@ class Store:
             self.client.get_blob_client(self.bucket, key).upload_blob(data)
 
     def open_uploads(self, prefix: str) -> list[str]:
-        """S3 multipart uploads started under ``prefix`` and neither completed nor aborted."""
-        answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
-        return [upload["Key"] for upload in answer.get("Uploads", [])]
+        """Uploads started under ``prefix`` and never finished: S3 multipart uploads neither completed
+        nor aborted; Azure blobs with staged blocks but none committed. GCS's resumable sessions are
+        not listed by any API."""
+        if self.scheme == "s3":
+            answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
+            return [upload["Key"] for upload in answer.get("Uploads", [])]
+        if self.scheme == "abfs":
+            container = self.client.get_container_client(self.bucket)
+            listed = container.list_blobs(name_starts_with=prefix, include=["uncommittedblobs"])
+            return [blob.name for blob in listed if blob.name not in self.objects(prefix)]
+        raise NotImplementedError(f"{self.scheme} does not list unfinished uploads")
 
 
 def s3_store(server: servers.Server, conn_id: str, config_kwargs: dict[str, Any] | None = None) -> Store:
