@@ -114,7 +114,7 @@ def test_store_hangs_mid_upload_leaves_nothing_and_says_how_to_fetch_the_paid_vi
     (job,) = emulator.jobs.values()
     video_key = prefix + video_filename(job.id)
     objects, open_uploads = _settled(store, prefix)
-    assert video_key not in objects, f"a partial video is at the final key: {objects}"
+    assert video_key not in objects, f"an object is at the final key of the failed task: {objects}"
     assert objects == {}, f"objects left behind: {objects}"
     if store.scheme == "s3":  # billed until aborted; Azure drops uncommitted blocks after a week itself
         assert open_uploads == [], f"multipart uploads left open: {open_uploads}"

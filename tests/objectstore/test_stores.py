@@ -92,7 +92,11 @@ def _rss_kib(field_name: str) -> int:
 
 
 def test_one_gib_video_goes_to_s3_by_multipart_upload_in_flat_memory(
-    emulator: VeoEmulator, s3: Store, prefix: str, monkeypatch: pytest.MonkeyPatch
+    emulator: VeoEmulator,
+    s3: Store,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     connect(s3, monkeypatch)
     parts_seen: list[int] = []
@@ -117,8 +121,10 @@ def test_one_gib_video_goes_to_s3_by_multipart_upload_in_flat_memory(
         done.set()
         watcher.join()
     peak = _rss_kib("VmHWM") * 1024
+    log = capfd.readouterr().out
 
-    assert result.task("generate_video").state == "success"
+    errors = "\n".join(line[:600] for line in log.splitlines() if "error" in line.lower())[-4000:]
+    assert result.task("generate_video").state == "success", f"the task's errors:\n{errors}"
     (job,) = emulator.jobs.values()
     video_key = prefix + video_filename(job.id)
     assert s3.objects(video_key) == {video_key: ONE_GIB}
