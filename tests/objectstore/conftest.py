@@ -229,7 +229,10 @@ def azure_server(servers_dir: Path) -> Iterator[servers.Server]:
 
 @pytest.fixture(scope="session")
 def s3(s3_server: servers.Server) -> Store:
-    return s3_store(s3_server, "veo_os_s3")
+    # moto assembles a completed multipart upload in Python, silently: 1 GiB can outlast botocore's 60 s
+    # read timeout on a loaded machine, and the retried complete then fails on moto's half-disposed
+    # upload. AWS keeps a long complete's connection alive with whitespace, so no client times it out.
+    return s3_store(s3_server, "veo_os_s3", {"read_timeout": 600})
 
 
 @pytest.fixture(scope="session")
