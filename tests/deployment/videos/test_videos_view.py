@@ -1,0 +1,174 @@
+"""The "Videos" tab of a DAG run and of a task instance, in a real api-server, driven in chromium.
+
+Opens the finished run's page, clicks its "Videos" tab and checks the iframe lists the three
+stored videos with a player each, and the note for the one whose file was deleted; plays one
+video far enough to seek it (``currentTime`` set, ``seeked`` fired, frames decoded) and checks the
+browser's range requests got 206 answers. Then the task instance tab of one mapped instance, and
+a request without the UI's session (401). Screenshots land in ``artifacts/ui/videos/``.
+
+Debian's chromium through Playwright, as in the connection-form UI test; skipped without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from ..stack import ARTIFACTS
+from .conftest import DAG_ID, DELETED, PROMPTS, VideosRun
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Frame, Page
+
+pytestmark = pytest.mark.deployment
+
+SCREENSHOTS = ARTIFACTS / "ui" / "videos"
+#: Headless chromium as root in a container.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
+]
+#: Seek the first available player to the middle once it has its metadata; answer what it reached.
+SEEK = """async () => {
+  const video = document.querySelector("video");
+  const once = name => new Promise(done => video.addEventListener(name, done, {once: true}));
+  if (video.readyState < 1) await once("loadedmetadata");
+  const target = video.duration / 2;
+  const seeked = once("seeked");
+  video.currentTime = target;
+  await seeked;
+  if (video.readyState < 2) await once("loadeddata");
+  return {target, currentTime: video.currentTime, duration: video.duration, readyState: video.readyState,
+          width: video.videoWidth, height: video.videoHeight, error: video.error && video.error.code};
+}"""
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The chromium binary; checked before the deployment starts, so a missing browser costs nothing."""
+    path = os.environ.get("VEO_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.skip(
+            "chromium is not installed: the UI tests drive Debian's chromium "
+            "(bash scripts/install_ci_system_packages.sh, or set VEO_CHROMIUM)"
+        )
+    pytest.importorskip("playwright.sync_api", reason="the UI tests need playwright (the dev group)")
+    return path
+
+
+@pytest.fixture
+def page(chromium: str, videos_run: VideosRun) -> Iterator[Page]:
+    from playwright.sync_api import sync_playwright
+
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    SCREENSHOTS.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.set_default_timeout(60_000)
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def view_frame(page: Page, path: str) -> Frame:
+    """The Videos view's iframe, once its document (not the first about:blank) has loaded."""
+    iframe = page.wait_for_selector(f'iframe[src*="{path}"]')
+    assert iframe is not None
+    frame = iframe.content_frame()
+    assert frame is not None
+    frame.wait_for_url(re.compile(re.escape(path)))
+    frame.wait_for_load_state()
+    return frame
+
+
+def open_videos_tab(page: Page) -> None:
+    from playwright.sync_api import expect
+
+    tab = page.get_by_role("link", name="Videos", exact=True)
+    try:
+        expect(tab).to_be_visible()
+    except AssertionError:
+        page.screenshot(path=str(SCREENSHOTS / "no-videos-tab.png"))
+        raise
+    tab.click()
+
+
+def settle(page: Page) -> None:
+    with contextlib.suppress(Exception):
+        page.wait_for_load_state("networkidle", timeout=10_000)
+
+
+def test_run_and_task_instance_tabs_play_and_seek(page: Page, videos_run: VideosRun) -> None:
+    from playwright.sync_api import expect
+
+    dep, run_id = videos_run.dep, videos_run.run_id
+    media: list[dict[str, Any]] = []
+    page.on(
+        "response",
+        lambda r: (
+            media.append({"url": r.url, "status": r.status, "range": r.request.headers.get("range")})
+            if "/veo/play/" in r.url
+            else None
+        ),
+    )
+
+    # All users are admins ([core] simple_auth_manager_all_admins): the UI opens without a login.
+    page.goto(f"{dep.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")
+    open_videos_tab(page)
+    page.wait_for_url(re.compile(r"/plugin/veo-videos$"))
+    frame = view_frame(page, "veo/runs/")
+
+    cards = frame.locator("article.video")
+    expect(cards).to_have_count(len(PROMPTS))
+    expect(frame.locator("video")).to_have_count(len(PROMPTS) - 1)
+    missing = cards.nth(DELETED)
+    expect(missing.get_by_role("note")).to_have_text("The recorded file no longer exists.")
+    for index, prompt in enumerate(PROMPTS):
+        expect(cards.nth(index).locator("header")).to_contain_text(f"generate_video [{index}]")
+        expect(cards.nth(index).locator(".prompt")).to_have_text(prompt)
+    first = videos_run.results[0]
+    expect(cards.nth(0)).to_contain_text(f"{first['bytes']:,} bytes")
+    expect(cards.nth(0).get_by_role("link", name="Download")).to_have_attribute(
+        "href", re.compile("/veo/download/")
+    )
+
+    seek = frame.evaluate(SEEK)
+    assert seek["error"] is None, seek
+    assert seek["readyState"] >= 2 and seek["width"] > 0 and seek["height"] > 0, seek
+    assert abs(seek["currentTime"] - seek["target"]) < 0.5, seek
+    settle(page)
+    page.screenshot(path=str(SCREENSHOTS / "01-run-videos-tab.png"))
+    assert any(m["status"] == 206 and m["range"] for m in media), media
+    assert all(m["status"] in (200, 206) for m in media), media
+
+    # The task instance tab of one mapped instance shows its video only.
+    page.goto(f"{dep.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/generate_video/mapped/1")
+    open_videos_tab(page)
+    page.wait_for_url(re.compile(r"/plugin/veo-task-videos$"))
+    frame = view_frame(page, "veo/tasks/")
+    expect(frame.locator("article.video")).to_have_count(1)
+    expect(frame.locator("article.video header")).to_contain_text("generate_video [1]")
+    expect(frame.locator(".prompt")).to_have_text(PROMPTS[1])
+    settle(page)
+    page.screenshot(path=str(SCREENSHOTS / "02-task-instance-videos-tab.png"))
+
+    # The same media without the UI's session cookie: refused.
+    play = next(m["url"] for m in media)
+    assert requests.get(play, timeout=30).status_code == 401
+    print(f"\nvideos view screenshots in {SCREENSHOTS}; media responses: {media}")
