@@ -24,10 +24,14 @@ from airflow_provider_veo.ui.recorded import RecordedVideo, recorded_videos
 
 #: What the UI leaves in a task instance tab's URL when the task is not mapped.
 UNMAPPED = "{MAP_INDEX}"
-#: At most this many locations are looked at in parallel when a page lists object-store videos.
+#: At most this many recorded locations are checked at once while a page is built (an object store
+#: answers each in a round trip).
 _CHECKS_IN_PARALLEL = 8
 
+#: Read access to the DAG's XComs, which is where the videos' records are (the DAG from the path).
 ReadsRunXComs = Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.XCOM))
+RangeHeader = Annotated[str | None, Header(alias="range")]
+IfRangeHeader = Annotated[str | None, Header(alias="if-range")]
 
 app = FastAPI(
     title="Veo videos",
@@ -116,10 +120,6 @@ def _serve(
     if state.availability != "available":
         raise HTTPException(404 if state.availability != "unreachable" else 502, state.reason)
     return media.response(video, range_header=range_, if_range=if_range, download=download)
-
-
-RangeHeader = Annotated[str | None, Header(alias="range")]
-IfRangeHeader = Annotated[str | None, Header(alias="if-range")]
 
 
 @app.get("/play/{dag_id}/{task_id}/{map_index}/{run_id:path}", dependencies=[ReadsRunXComs])

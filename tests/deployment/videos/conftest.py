@@ -4,9 +4,9 @@ The module-scoped ``videos_run`` fixture migrates a SQLite DB in a temporary fol
 ``api-server`` and ``dag-processor`` as separate processes, and runs a DAG that maps
 ``VeoGenerateVideoOperator`` (waiting in the worker) over three prompts with ``airflow dags test``
 against a :class:`~airflow_provider_veo.testing.VeoEmulator` served from this pytest process: a
-real DAG run, its XComs written by Airflow, its videos by the operator. Then one of the three files is deleted.
-Neither the scheduler nor the triggerer is needed, so this runs on Airflow 3.1 as on 3.3, unlike
-the other deployment groups.
+real DAG run, its XComs written by Airflow, its videos by the operator. Then one of the three
+files is deleted. Neither the scheduler nor the triggerer is needed, so this runs on Airflow 3.1
+as on 3.3, unlike the other deployment groups.
 """
 
 from __future__ import annotations

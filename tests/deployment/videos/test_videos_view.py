@@ -1,10 +1,10 @@
 """The "Videos" tab of a DAG run and of a task instance, in a real api-server, driven in chromium.
 
 Opens the finished run's page, clicks its "Videos" tab and checks the iframe lists the three
-stored videos with a player each, and the note for the one whose file was deleted; plays one
-video far enough to seek it (``currentTime`` set, ``seeked`` fired, frames decoded) and checks the
-browser's range requests got 206 answers. Then the task instance tab of one mapped instance, and
-a request without the UI's session (401). Screenshots land in ``artifacts/ui/videos/``.
+stored videos with a player each, and the note for the one whose file was deleted; seeks one
+video (``currentTime`` set, ``seeked`` fired, frames decoded) and checks the browser's range
+requests got 206 answers; follows the UI into dark mode. Then the task instance tab of one mapped
+instance, and a request without the UI's session (401). Screenshots land in ``artifacts/ui/videos/``.
 
 Debian's chromium through Playwright, as in the connection-form UI test; skipped without it.
 """
@@ -22,7 +22,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from ..stack import ARTIFACTS
+from ..stack import ARTIFACTS, wait_until
 from .conftest import DAG_ID, DELETED, PROMPTS, VideosRun
 
 if TYPE_CHECKING:
@@ -128,7 +128,10 @@ def test_run_and_task_instance_tabs_play_and_seek(page: Page, videos_run: Videos
         ),
     )
 
-    # All users are admins ([core] simple_auth_manager_all_admins): the UI opens without a login.
+    # All users are admins ([core] simple_auth_manager_all_admins): the UI opens without a login, once
+    # it has set its session cookie (Airflow 3.1 then lands on its home page, not the one asked for).
+    page.goto(dep.url)
+    wait_until(lambda: any(c["name"] == "_token" for c in page.context.cookies()), 60, "the UI's session")
     page.goto(f"{dep.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")
     open_videos_tab(page)
     page.wait_for_url(re.compile(r"/plugin/veo-videos$"))
@@ -157,6 +160,13 @@ def test_run_and_task_instance_tabs_play_and_seek(page: Page, videos_run: Videos
     assert any(m["status"] == 206 and m["range"] for m in media), media
     assert all(m["status"] in (200, 206) for m in media), media
 
+    # The view follows the UI into dark mode (the UI follows the system's by default).
+    assert frame.evaluate("document.documentElement.dataset.theme") == "light"
+    page.emulate_media(color_scheme="dark")
+    frame.wait_for_function("document.documentElement.dataset.theme === 'dark'")
+    page.screenshot(path=str(SCREENSHOTS / "02-run-videos-tab-dark.png"))
+    page.emulate_media(color_scheme="light")
+
     # The task instance tab of one mapped instance shows its video only.
     page.goto(f"{dep.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/generate_video/mapped/1")
     open_videos_tab(page)
@@ -166,7 +176,7 @@ def test_run_and_task_instance_tabs_play_and_seek(page: Page, videos_run: Videos
     expect(frame.locator("article.video header")).to_contain_text("generate_video [1]")
     expect(frame.locator(".prompt")).to_have_text(PROMPTS[1])
     settle(page)
-    page.screenshot(path=str(SCREENSHOTS / "02-task-instance-videos-tab.png"))
+    page.screenshot(path=str(SCREENSHOTS / "03-task-instance-videos-tab.png"))
 
     # The same media without the UI's session cookie: refused.
     play = next(m["url"] for m in media)
