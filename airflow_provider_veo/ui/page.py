@@ -2,7 +2,8 @@
 
 Everything shown is escaped; the page's only style and script are inline with a per-response nonce
 that its Content-Security-Policy names, so nothing else can run in the UI's iframe. The script
-follows the Airflow UI's light or dark mode (its ``dark`` class), else the system's.
+follows the Airflow UI's light or dark mode (its ``dark`` class), else the system's, and shows a
+hint by the download links where the UI's iframe sandbox blocks downloads (Airflow 3.1).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ dt { color: var(--muted); }
 dd { margin: 0; overflow-wrap: anywhere; }
 .prompt { white-space: pre-wrap; }
 a { color: var(--link); }
+.download-hint { display: none; color: var(--muted); }
+.downloads-blocked .download-hint { display: inline; }
 code { font-family: SFMono-Regular, Menlo, Monaco, Consolas, 'Liberation Mono', 'Courier New', monospace;
   font-size: 12px; }
 """
@@ -59,10 +62,22 @@ _SCRIPT = """
     document.documentElement.dataset.theme = dark ? "dark" : "light";
   };
   apply();
+  // Airflow 3.1 frames the tab in a sandbox without "allow-downloads": a click would be dropped.
+  const frame = window.frameElement;
+  if (frame && frame.hasAttribute("sandbox") && !frame.sandbox.contains("allow-downloads")) {
+    document.documentElement.classList.add("downloads-blocked");
+  }
   system.addEventListener("change", apply);
   if (ui) new MutationObserver(apply).observe(ui, { attributes: true, attributeFilter: ["class"] });
 })();
 """
+
+
+#: Shown by each download link where the UI's iframe cannot download (see the script).
+_DOWNLOAD_HINT = (
+    ' <span class="download-hint">'
+    "(Airflow's UI blocks downloads in this tab: open the link in a new tab)</span>"
+)
 
 
 @dataclass(frozen=True)
@@ -124,7 +139,8 @@ def _card(card: Card) -> str:
         ("Location", f"<code>{escape(video.get('asset_uri') or video['uri'])}</code>"),
     ]
     if card.check.availability == "available":
-        rows.append(("File", f'<a href="{escape(card.download_url)}" download>Download</a>'))
+        link = f'<a href="{escape(card.download_url)}" download>Download</a>'
+        rows.append(("File", link + _DOWNLOAD_HINT))
     details = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
     return f'<article class="video"><header>{title}{label}</header>{player}<dl>{details}</dl></article>'
 

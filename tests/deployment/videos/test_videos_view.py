@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -160,6 +161,22 @@ def test_run_and_task_instance_tabs_play_and_seek(page: Page, videos_run: Videos
     page.screenshot(path=str(SCREENSHOTS / "01-run-videos-tab.png"))
     assert any(m["status"] == 206 and m["range"] for m in media), media
     assert all(m["status"] in (200, 206) for m in media), media
+
+    # Download: a click saves the file where the UI's iframe sandbox allows downloads (Airflow 3.3);
+    # Airflow 3.1's does not, and the view says to open the link in a new tab instead.
+    link = cards.nth(0).get_by_role("link", name="Download")
+    sandbox = page.locator('iframe[src*="veo/runs/"]').get_attribute("sandbox")
+    if sandbox is None or "allow-downloads" in sandbox.split():
+        with page.expect_download() as saving:
+            link.click()
+        saved = saving.value
+        assert saved.suggested_filename == Path(str(first["uri"])).name
+        assert Path(saved.path()).stat().st_size == first["bytes"]
+    else:
+        expect(cards.nth(0).locator(".download-hint")).to_be_visible()
+        response = page.request.get(link.evaluate("a => a.href"))
+        assert response.status == 200 and len(response.body()) == first["bytes"]
+        assert response.headers["content-disposition"].startswith("attachment")
 
     # The view follows the UI into dark mode (the UI follows the system's by default).
     assert frame.evaluate("document.documentElement.dataset.theme") == "light"
