@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +59,10 @@ def _size(where: Path | ObjectStoragePath) -> int | None:
     """The size in bytes, or ``None`` when nothing (or a folder) is there."""
     if _is_local(where):
         try:
-            stat = os.stat(where)
+            found = os.stat(where)
         except FileNotFoundError:
             return None
-        return stat.st_size if os.path.isfile(where) else None
+        return found.st_size if stat.S_ISREG(found.st_mode) else None
     if not where.is_file():
         return None
     return int(where.stat().st_size)
@@ -130,9 +131,10 @@ def _disposition(kind: str, filename: str) -> str:
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """The first and last byte asked for, ``None`` for the whole file (no range, several, or malformed).
+    """The first and last byte asked for, ``None`` for the whole file (no range, several, or one
+    that is malformed: RFC 9110 lets a server ignore those).
 
-    Raises :class:`ValueError` for a range that lies outside the file (answered with 416).
+    Raises :class:`ValueError` for a range that starts past the end (answered with 416).
     """
     match = _SINGLE_RANGE.fullmatch((header or "").replace(" ", ""))
     if match is None or match.groups() == ("", ""):
@@ -144,7 +146,9 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise ValueError(header)
         return start, size - 1
     start, end = int(first), min(int(last) if last else size - 1, size - 1)
-    if start >= size or (last and int(last) < start):
+    if last and int(last) < start:
+        return None
+    if start >= size:
         raise ValueError(header)
     return start, end
 

@@ -3,13 +3,16 @@
 * ``sqlite/``: SQLite + LocalExecutor, the development set-up (marker ``deployment``);
 * ``celery/``: PostgreSQL + Redis + CeleryExecutor with two workers and two triggerers, the
   production set-up (markers ``deployment`` and ``celery``).
+* ``videos/``: an api-server and a DAG processor around one run made by ``airflow dags test``,
+  for the Videos tabs in chromium (marker ``deployment``; Airflow 3.1+).
 
 Each group starts its deployment in a package-scoped fixture, so the first is stopped before the
 second starts. What they share lives in :mod:`.stack` (processes, REST client, checks),
 :mod:`.services` (PostgreSQL, Redis) and :mod:`.dag_files` (the test DAGs).
 
-``pytest -m "not deployment"`` leaves both out; ``-m celery`` runs only the Celery group;
-``-m "deployment and not celery"`` only the SQLite one. Both need Airflow 3.3+.
+``pytest -m "not deployment"`` leaves them all out; ``-m celery`` runs only the Celery group;
+``-m "deployment and not celery"`` the SQLite one and the Videos view's. The first two need
+Airflow 3.3+.
 """
 
 from __future__ import annotations

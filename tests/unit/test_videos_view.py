@@ -347,6 +347,33 @@ def test_a_range_past_the_end_is_refused(client: Any, viewer: dict[str, str], ru
     assert response.status_code == 416
 
 
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("bytes=0-", (0, 99)),
+        ("bytes=10-19", (10, 19)),
+        ("bytes=90-500", (90, 99)),
+        ("bytes=-5", (95, 99)),
+        ("bytes=-500", (0, 99)),
+        ("bytes=0-9,20-29", None),  # several ranges: the whole file
+        ("bytes=19-10", None),  # malformed: ignored
+        ("items=0-9", None),
+        ("bytes=-", None),
+        ("bytes=100-", ValueError),
+        ("bytes=-0", ValueError),
+    ],
+)
+def test_byte_ranges(header: str | None, expected: Any) -> None:
+    from airflow_provider_veo.ui.media import byte_range
+
+    if expected is ValueError:
+        with pytest.raises(ValueError):
+            byte_range(header, 100)
+    else:
+        assert byte_range(header, 100) == expected
+
+
 def test_an_object_store_video_streams_with_ranges(
     client: Any, viewer: dict[str, str], run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
