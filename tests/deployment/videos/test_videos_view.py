@@ -74,8 +74,10 @@ def chromium() -> str:
 
 @pytest.fixture
 def page(chromium: str, videos_run: VideosRun) -> Iterator[Page]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Generous waits: a loaded machine renders Airflow's UI slowly (the default is 5 s).
+    expect.set_options(timeout=60_000)
     shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     SCREENSHOTS.mkdir(parents=True)
     with sync_playwright() as playwright:
