@@ -13,15 +13,16 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeGuard, cast
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
 
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from airflow_provider_veo.api.results import StoredVideo
+from airflow_provider_veo.destinations import LocalDestination, ObjectStoreDestination, parse_destination
 
 if TYPE_CHECKING:
-    from airflow.sdk import ObjectStoragePath
+    from fsspec import AbstractFileSystem  # type: ignore[import-untyped]
 
 #: How much of an object is read from the store per chunk sent to the browser.
 CHUNK_BYTES = 1024 * 1024
@@ -40,47 +41,52 @@ class Check:
     reason: str = ""
 
 
-def location(video: StoredVideo) -> Path | ObjectStoragePath:
-    """Where the task wrote the video: its ``uri`` (with the store's connection id, if any)."""
-    uri = video["uri"]
-    if "://" in uri and not uri.lower().startswith("file://"):
-        from airflow.sdk import ObjectStoragePath
+@dataclass(frozen=True)
+class StoredObject:
+    """A file in an object store: the filesystem Airflow gives for its scheme and connection, and
+    the path that filesystem takes."""
 
-        return ObjectStoragePath(uri)
-    return Path(uri.removeprefix("file://"))
-
-
-def _is_local(where: Path | ObjectStoragePath) -> TypeGuard[Path]:
-    # On Airflow 3.1 (universal_pathlib 0.2) ObjectStoragePath subclasses Path too.
-    return isinstance(where, Path) and not getattr(where, "protocol", "")
+    fs: AbstractFileSystem
+    path: str
+    name: str
 
 
-def _size(where: Path | ObjectStoragePath) -> int | None:
+def location(video: StoredVideo) -> Path | StoredObject:
+    """Where the task wrote the video, read from its ``uri`` as the operators parse a destination
+    (a local path, or ``scheme://[conn_id@]bucket/key`` and Azure's account-qualified form)."""
+    destination = parse_destination(video["uri"])
+    if isinstance(destination, LocalDestination):
+        return destination.path
+    assert isinstance(destination, ObjectStoreDestination)
+    fs = destination.filesystem(field="uri")
+    return StoredObject(fs, destination._fs_path(fs, destination.key), destination.name)
+
+
+def _size(where: Path | StoredObject) -> int | None:
     """The size in bytes, or ``None`` when nothing (or a folder) is there."""
-    if _is_local(where):
+    if isinstance(where, Path):
         try:
             found = os.stat(where)
         except FileNotFoundError:
             return None
         return found.st_size if stat.S_ISREG(found.st_mode) else None
-    if not where.is_file():
+    if not where.fs.isfile(where.path):
         return None
-    return int(where.stat().st_size)
+    return int(where.fs.size(where.path))
 
 
-def _head(where: Path | ObjectStoragePath) -> bytes:
+def _head(where: Path | StoredObject) -> bytes:
     """The first 8 bytes: an object store is asked for just those (one small ranged read)."""
-    if _is_local(where):
+    if isinstance(where, Path):
         with where.open("rb") as source:
             return source.read(8)
-    remote = cast("ObjectStoragePath", where)
-    return bytes(remote.fs.cat_file(remote.path, start=0, end=8))
+    return bytes(where.fs.cat_file(where.path, start=0, end=8))
 
 
 def check(video: StoredVideo) -> Check:
     """Whether the recorded location still holds the video: there, the recorded size, an MP4."""
-    where = location(video)
     try:
+        where = location(video)
         size = _size(where)
         if size is None:
             return Check("missing", "The recorded file no longer exists.")
@@ -110,7 +116,7 @@ def response(
     etag = f'"{video["sha256"]}"'
     disposition: Literal["attachment", "inline"] = "attachment" if download else "inline"
     headers = {"etag": etag, "cache-control": "private, no-cache", "x-content-type-options": "nosniff"}
-    if _is_local(where):
+    if isinstance(where, Path):
         return FileResponse(
             where,
             media_type="video/mp4",
@@ -119,7 +125,7 @@ def response(
             headers=headers,
         )
     return _object_response(
-        cast("ObjectStoragePath", where),
+        where,
         video["bytes"],
         None if if_range not in (None, etag) else range_header,
         {**headers, "content-disposition": _disposition(disposition, filename)},
@@ -154,7 +160,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def _object_response(
-    where: ObjectStoragePath, size: int, range_header: str | None, headers: dict[str, str]
+    where: StoredObject, size: int, range_header: str | None, headers: dict[str, str]
 ) -> Response:
     headers = {**headers, "accept-ranges": "bytes"}
     try:
@@ -173,7 +179,7 @@ def _object_response(
     )
 
 
-def _read(where: ObjectStoragePath, start: int, length: int) -> Iterator[bytes]:
+def _read(where: StoredObject, start: int, length: int) -> Iterator[bytes]:
     with where.fs.open(where.path, "rb", block_size=CHUNK_BYTES) as source:
         source.seek(start)
         while length > 0:
