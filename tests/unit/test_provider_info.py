@@ -236,7 +236,7 @@ def test_published_metadata() -> None:
     assert airflow.replace(" ", "") == "apache-airflow>=3.1.0"
     tools = ("pytest", "ruff", "mypy", "playwright", "requests-mock", "build")
     assert not [r for r in requires if r.split(";")[0].split(">")[0].split("=")[0].strip() in tools]
-    assert dist.metadata.get_all("Provides-Extra") == ["openlineage"]
+    assert sorted(dist.metadata.get_all("Provides-Extra") or []) == ["azure", "gcs", "openlineage", "s3"]
     assert not [ep for ep in dist.entry_points if ep.group == "pytest11"]
     assert dist.metadata["License-Expression"] == "Apache-2.0"
     assert sorted(dist.metadata.get_all("License-File") or []) == ["LICENSE", "NOTICE"]
