@@ -19,7 +19,8 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 
 #: The connection's extra options as ``conn-fields`` (Airflow 3.2+ builds the form from them). The
 #: UI stores each in the extra JSON under its name, the keys the hook reads; the defaults are the
-#: hook's own (``api.DEFAULT_REQUEST_TIMEOUT``, ``api.DEFAULT_CREATE_TIMEOUT``, ``RetryPolicy``).
+#: hook's own (``api.DEFAULT_REQUEST_TIMEOUT``, ``api.DEFAULT_CREATE_TIMEOUT``, ``RetryPolicy``,
+#: ``api.DEFAULT_DOWNLOAD_TIMEOUT``, ``api.DEFAULT_MAX_DOWNLOAD_BYTES``).
 #: Types without "null" make the form require a value, so a cleared field cannot be saved as null.
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "timeout": {
@@ -47,6 +48,22 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "label": "Retry base delay (seconds)",
         "description": "The first backoff's upper bound; each retry doubles it (jittered, capped).",
         "schema": {"type": "number", "default": 1, "minimum": 0},
+    },
+    "download_timeout": {
+        "label": "Download timeout (seconds)",
+        "description": (
+            "Seconds a whole video download may take, however slowly the server sends it; "
+            "past it the download fails and the task can retry."
+        ),
+        "schema": {"type": "number", "default": 1800, "minimum": 1},
+    },
+    "max_download_bytes": {
+        "label": "Max video size (bytes)",
+        "description": (
+            "The largest video a download accepts (a Veo clip is 5-100 MB); a larger one is refused "
+            "before it fills the disk."
+        ),
+        "schema": {"type": "integer", "default": 4294967296, "minimum": 1},
     },
 }
 

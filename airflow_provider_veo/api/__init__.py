@@ -82,6 +82,8 @@ from airflow_provider_veo.api.retry import RetryPolicy, Send, Sleep, request_flo
 from airflow_provider_veo.api.urls import (
     DEFAULT_BASE_URL,
     DEFAULT_CREATE_TIMEOUT,
+    DEFAULT_DOWNLOAD_TIMEOUT,
+    DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
     DOWNLOAD_CHUNK_BYTES,
     VIDEOS_PATH,
@@ -101,6 +103,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_CREATE_TIMEOUT",
+    "DEFAULT_DOWNLOAD_TIMEOUT",
+    "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DEFAULT_MODEL",
     "DEFAULT_POLL_INTERVAL",
     "DEFAULT_REQUEST_TIMEOUT",

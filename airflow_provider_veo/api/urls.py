@@ -23,6 +23,12 @@ DEFAULT_REQUEST_TIMEOUT = 60.0
 #: A create may take minutes: the gateway has no relay timeout and tries other channels on failure,
 #: and giving up early leaves a job that may exist.
 DEFAULT_CREATE_TIMEOUT = 300.0
+#: A download ends within this many seconds, whatever the pace of the server: a CDN trickling bytes
+#: fails it instead of holding the task for hours. 30 minutes is a 4 GiB file at 2.3 MiB/s.
+DEFAULT_DOWNLOAD_TIMEOUT = 30 * 60.0
+#: The largest video a download accepts: a Veo clip weighs 5-100 MB, so 4 GiB only stops a server
+#: that would fill the disk.
+DEFAULT_MAX_DOWNLOAD_BYTES = 4 * 1024**3
 
 _URL_PATTERN = re.compile(r"^https?://", re.IGNORECASE)
 _SCHEME_PATTERN = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ class Settings:
     #: The connection these came from, named in errors about its key. Not compared: two connections
     #: with the same settings share one session.
     conn_id: str = field(default="", compare=False)
+    #: Seconds a whole download may take, and the most bytes it may bring (see :func:`_download_bounds`).
+    download_timeout: float = api.DEFAULT_DOWNLOAD_TIMEOUT
+    max_download_bytes: int = api.DEFAULT_MAX_DOWNLOAD_BYTES
 
     @classmethod
     def from_connection(cls, conn: Connection) -> Settings:
@@ -61,6 +65,7 @@ class Settings:
             create_timeout=create_timeout,
             retry=retry,
             conn_id=conn.conn_id,
+            **_download_bounds(extra),
         )
 
     def video_source(self, video_id: str, video_url: str | None) -> VideoSource:
@@ -184,6 +189,25 @@ def _resolves_to_metadata(host: str) -> str | None:
 
 def _port(url: SplitResult) -> int | None:
     return url.port or {"http": 80, "https": 443}.get(url.scheme.lower())
+
+
+def _download_bounds(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``download_timeout`` (seconds a whole download may take) and ``max_download_bytes`` (the largest
+    video accepted) from the extra, each a positive number; absent or empty, the defaults."""
+    bounds: dict[str, Any] = {}
+    for name, kind, default in (
+        ("download_timeout", float, api.DEFAULT_DOWNLOAD_TIMEOUT),
+        ("max_download_bytes", int, api.DEFAULT_MAX_DOWNLOAD_BYTES),
+    ):
+        value = _option(extra, name, default)
+        try:
+            bounds[name] = number = kind(value)
+        except (TypeError, ValueError, OverflowError):
+            number = 0
+        if isinstance(value, bool) or not 0 < number < math.inf:
+            wanted = f"a positive {kind.__name__}"
+            raise VeoInputError(name, f"the connection's {name} must be {wanted}, got {value!r}")
+    return bounds
 
 
 def _option(extra: Mapping[str, Any], name: str, default: float) -> Any:

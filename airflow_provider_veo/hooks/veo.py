@@ -27,8 +27,9 @@ from airflow_provider_veo.api import (
     VideoJob,
     VideoRequest,
 )
+from airflow_provider_veo.hooks.download import Bounds as _Bounds
 from airflow_provider_veo.hooks.download import Written as _Written
-from airflow_provider_veo.hooks.download import receive
+from airflow_provider_veo.hooks.download import receive, source_of
 from airflow_provider_veo.hooks.settings import CONNECT_TIMEOUT as _CONNECT_TIMEOUT
 from airflow_provider_veo.hooks.settings import REQUEST_ID_HEADER
 from airflow_provider_veo.hooks.settings import Settings as _Settings
@@ -348,12 +349,15 @@ class VeoHook(BaseHook):
         The file appears at the destination only once its size matches ``Content-Length`` and its
         top-level boxes tile it exactly, with ``ftyp``, ``moov`` and ``mdat``: a body cut short is
         never published. A failed ``video_url`` is retried with a fresh one from the job, then with
-        ``/content``. ``request``, when given, is what was asked, checked against what was rendered.
-        A store that refuses the upload raises :class:`~airflow_provider_veo.destinations.VeoStorageError`.
+        ``/content``, all within the connection's ``download_timeout``; a video over its
+        ``max_download_bytes`` is refused. ``request``, when given, is what was asked, checked against
+        what was rendered. A store that refuses the upload raises
+        :class:`~airflow_provider_veo.destinations.VeoStorageError`.
         """
         from airflow_provider_veo.destinations import parse_destination
 
         target = parse_destination(destination).file_for(video_id)
+        bounds = _Bounds.starting_now(self._settings)
         job = job or self.get_video(video_id)
         failed_urls: set[str] = set()
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
@@ -363,10 +367,10 @@ class VeoHook(BaseHook):
                 )
             url = job.video_url if job.video_url and job.video_url not in failed_urls else None
             try:
-                written = self._stream_to(target, video_id, url)
+                written = self._stream_to(target, video_id, url, bounds)
             except VeoDownloadError as exc:
-                if attempt == DOWNLOAD_ATTEMPTS or isinstance(exc, VeoVideoUnavailableError):
-                    raise  # the API itself will not deliver it: a fresh read of the job changes nothing
+                if attempt == DOWNLOAD_ATTEMPTS or bounds.passed or isinstance(exc, VeoVideoUnavailableError):
+                    raise  # the API will not deliver it, or the time is up: another read changes nothing
                 self.log.warning(
                     "Download of %s failed (%s); reading the job again", api.shown(video_id), exc
                 )
@@ -426,6 +430,8 @@ class VeoHook(BaseHook):
         source = self._settings.video_source(video_id, video_url)
         if source.note:
             self.log.warning("Video %s: %s; fetching its /content instead", api.shown(video_id), source.note)
+        where = source_of(source.url or self._settings.base_url + source.api_path)
+        self.log.info("Downloading video %s from %s", api.shown(video_id), where)
         if source.url:
             try:
                 response = self._session.get(
@@ -455,9 +461,11 @@ class VeoHook(BaseHook):
                 ) from exc
             raise
 
-    def _stream_to(self, target: Destination, video_id: str, video_url: str | None) -> _Written:
-        """Stream the video into ``target`` and publish it only once it is verified whole."""
-        return receive(self._open_video(video_id, video_url), target)
+    def _stream_to(
+        self, target: Destination, video_id: str, video_url: str | None, bounds: _Bounds
+    ) -> _Written:
+        """Stream the video into ``target`` within ``bounds``; publish it only once it is verified whole."""
+        return receive(self._open_video(video_id, video_url), target, bounds)
 
     # ---------------------------------------------------------------------------------------
     # Async API (for the trigger)

@@ -79,6 +79,8 @@ def test_conn_fields_are_the_extra_options_the_hook_reads() -> None:
         "create_timeout": {"type": "number", "default": api.DEFAULT_CREATE_TIMEOUT, "minimum": 1},
         "max_retries": {"type": "integer", "default": RetryPolicy.max_attempts - 1, "minimum": 0},
         "retry_base_delay": {"type": "number", "default": RetryPolicy.base_delay, "minimum": 0},
+        "download_timeout": {"type": "number", "default": api.DEFAULT_DOWNLOAD_TIMEOUT, "minimum": 1},
+        "max_download_bytes": {"type": "integer", "default": api.DEFAULT_MAX_DOWNLOAD_BYTES, "minimum": 1},
     }
     for field in CONN_FIELDS.values():
         assert field["label"] and field["description"]

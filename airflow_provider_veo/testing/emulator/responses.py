@@ -346,4 +346,4 @@ def answer_cdn(backend: Backend, target: str, headers: Message) -> Answer | Vide
         return Answer(404, body, "application/xml")
     if verdict == "expired":
         return Answer(403, storage_error("AccessDenied", "Request has expired"), "application/xml")
-    return VideoAnswer(verdict)
+    return VideoAnswer(verdict, chunked=verdict.scenario.chunked_download)

@@ -37,6 +37,8 @@ MARKER_ALIASES: dict[str, str] = {
     "denied": "model_access_denied_polls",
     "broken": "broken_polls",
     "gone": "model_unavailable",
+    "trickle": "download_bytes_per_second",
+    "announce": "announced_bytes",
 }
 #: The values of ``Scenario.model_unavailable``: the gateway's answers to a create for a dead model.
 MODEL_UNAVAILABLE = {"retired": "model_retired", "no_channel": "model_not_found"}
@@ -53,9 +55,10 @@ class Scenario:
     ``truncate_download``, ``corrupt_download``, ``expired_url_fetches``, ``video_bytes``, ``video_id``,
     ``not_visible_polls``, ``error_only_body``, ``content_unavailable``, ``content_cut_at``,
     ``create_delay``, ``model_access_denied_polls``, ``internal_task_shape``, ``content_blocked``,
-    ``video_url``, ``broken_polls``, ``model_unavailable``. Request faults (used up as requests
-    arrive): ``rate_limit``, ``server_errors``, ``post_failure``, ``reset_gets``, ``slow_first_n``;
-    ``latency`` applies to every answer.
+    ``video_url``, ``broken_polls``, ``model_unavailable``, ``download_bytes_per_second``,
+    ``announced_bytes``, ``chunked_download``. Request faults (used up as requests arrive):
+    ``rate_limit``, ``server_errors``, ``post_failure``, ``reset_gets``, ``slow_first_n``; ``latency``
+    applies to every answer.
     """
 
     #: Retrieve GETs answered as not finished before the terminal one: ``queued`` first, then
@@ -143,6 +146,13 @@ class Scenario:
     #: ``fail_to_fetch_task`` with Google's "... is no longer available") or ``no_channel`` (503
     #: ``model_not_found``), however often it is sent.
     model_unavailable: str | None = None
+    #: Downloads (``video_url`` and ``/content``) send the body one byte at a time, this many bytes a
+    #: second: a CDN trickling, which no per-read timeout ends.
+    download_bytes_per_second: float | None = None
+    #: Downloads sent with a Content-Length announce this many bytes, whatever they send (e.g. 1 TB).
+    announced_bytes: int | None = None
+    #: ``video_url`` sends the body chunked, without a Content-Length, as a proxy relaying a stream.
+    chunked_download: bool = False
 
     def __post_init__(self) -> None:
         if self.outcome not in TERMINAL_STATUSES:
@@ -160,6 +170,8 @@ class Scenario:
             raise ValueError(f"model_unavailable must be one of {sorted(MODEL_UNAVAILABLE)}")
         if not set(self.broken_polls) <= BROKEN_BODIES:
             raise ValueError(f"broken_polls items must be among {sorted(BROKEN_BODIES)}")
+        if self.download_bytes_per_second is not None and not self.download_bytes_per_second > 0:
+            raise ValueError("download_bytes_per_second must be positive")
 
 
 def _optional(parse: Callable[[str], object]) -> Callable[[str], object]:

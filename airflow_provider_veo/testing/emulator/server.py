@@ -151,10 +151,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(answer.body)
 
     def _send_video(self, answer: VideoAnswer) -> None:
-        """Stream the job's body, applying its truncation, cut and corruption faults.
+        """Stream the job's body, applying its truncation, cut, corruption, pace and length faults.
 
         A truncated body stops at half and the connection closes; a cut one stops at ``cut_at``, and
         when chunked still ends with the zero chunk, so only a client that checks the content notices.
+        A trickled one goes out a byte at a time (until the client hangs up).
         """
         job: EmulatedJob = answer.job
         scenario = job.scenario
@@ -168,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
         if answer.chunked:
             self.send_header("Transfer-Encoding", "chunked")
         else:
-            self.send_header("Content-Length", str(size))
+            self.send_header("Content-Length", str(scenario.announced_bytes or size))
         for name, value in answer.headers.items():
             self.send_header(name, value)
         self.end_headers()
@@ -180,11 +181,15 @@ class _Handler(BaseHTTPRequestHandler):
             if sent >= limit:
                 break
             piece = chunk[: limit - sent]
-            if answer.chunked:
-                self.wfile.write(b"%x\r\n" % len(piece))
-            self.wfile.write(piece)
-            if answer.chunked:
-                self.wfile.write(b"\r\n")
+            pace = scenario.download_bytes_per_second
+            for part in [piece] if pace is None else (piece[i : i + 1] for i in range(len(piece))):
+                if pace is not None:
+                    time.sleep(1 / pace)
+                if answer.chunked:
+                    self.wfile.write(b"%x\r\n" % len(part))
+                self.wfile.write(part)
+                if answer.chunked:
+                    self.wfile.write(b"\r\n")
             sent += len(piece)
         if answer.chunked and not scenario.truncate_download:
             self.wfile.write(b"0\r\n\r\n")
