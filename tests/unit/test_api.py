@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -554,12 +556,44 @@ def test_watch_times_out_after_end_time() -> None:
     assert watch.after_poll(_transient())["status"] == "timeout"  # type: ignore[index]
 
 
-def test_watch_delay_between_interval_and_110_percent() -> None:
+def test_watch_polls_on_schedule_with_gaps_around_the_interval() -> None:
+    """The k-th poll after the first is due k to k + 0.1 intervals after the start, whatever each
+    poll took: the gaps vary around the interval, but neither jitter nor latency adds up."""
     clock = FakeClock()
+    start = clock.now
     watch = JobWatch("vid-1", 20.0, clock.now + 10**6, RecordingLog(), clock=clock)
-    delays = [watch.after_poll(_job("in_progress")) for _ in range(500)]
-    assert all(isinstance(d, float) and 20.0 <= d <= 22.0 for d in delays)
-    assert len(set(delays)) > 1, "no jitter: triggers would poll in lock-step"
+    rng = random.Random(7)
+    polled_at = [start]
+    for k in range(1, 301):
+        clock.now += rng.uniform(0.0, 1.5)  # the poll's answer took this long
+        delay = watch.after_poll(_job("in_progress"))
+        assert isinstance(delay, float)
+        clock.now += delay
+        polled_at.append(clock.now)
+        assert 20.0 * k <= clock.now - start <= 20.0 * (k + 0.1) + 1e-9, (k, clock.now - start)
+    gaps = [b - a for a, b in itertools.pairwise(polled_at)]
+    assert min(gaps) < 20.0 < max(gaps)  # around the interval, not only above it
+    assert all(16.5 <= gap <= 22.0 for gap in gaps)  # within an interval +-10%, less the answer's time
+    assert len(set(gaps)) > 1, "no jitter: triggers would poll in lock-step"
+
+
+def test_watch_catches_up_a_late_poll_over_a_few_polls() -> None:
+    """A poll answered two intervals late (a stalled API) is followed after half an interval, not at
+    once, and the schedule is regained a few polls later."""
+    clock = FakeClock()
+    start = clock.now
+    watch = JobWatch("vid-1", 10.0, clock.now + 10**6, RecordingLog(), clock=clock)
+    clock.now += 25.0  # the first poll took 25 s
+    assert watch.after_poll(_job("in_progress")) == 5.0  # due at 10-11 s, but never sooner than half
+    clock.now += 5.0
+    delays = []
+    for _ in range(4):
+        delay = watch.after_poll(_job("in_progress"))
+        assert isinstance(delay, float)
+        delays.append(delay)
+        clock.now += delay
+    assert delays[0] == 5.0 and all(d >= 5.0 for d in delays)
+    assert 50.0 <= clock.now - start <= 51.0  # the fifth poll after the first: back on schedule
 
 
 def test_job_from_event_success() -> None:
