@@ -37,10 +37,12 @@ def scenario(
     wait: tuple[float, float] = (10.0, 60.0),
     tls: bool = False,
     freeze: bool = False,
+    polls: int = 0,
 ) -> dict[str, Any]:
     """One trigger scenario: ``n`` triggers polling every ``poll_interval`` against an API answering
     after ``latency``; arrivals spread over one poll interval (``ramp``) or all at once (``burst``);
-    each job ends ``wait`` seconds after its trigger starts; ``freeze``: ``gc.freeze()`` first."""
+    each job ends ``wait`` seconds after its trigger starts, or with ``polls``, on its ``polls``-th poll;
+    ``freeze``: ``gc.freeze()`` first."""
     return {
         "name": name,
         "n": n,
@@ -51,6 +53,7 @@ def scenario(
         "wait": wait,
         "tls": tls,
         "freeze": freeze,
+        "polls": polls,
         "variants": variants,
     }
 
@@ -89,6 +92,7 @@ def configuration(quick: bool, repeats: int | None, variants: set[str] | None = 
                     ),
                     scenario("1k-500ms", 50, 1.0, 0.5, ["provider"], wait=(1.0, 2.0)),
                     scenario("10k", 200, 1.0, 0.05, ["provider"], wait=(1.0, 2.0)),
+                    scenario("5th-poll", 50, 0.5, 0.05, ["provider"], arrival="burst", polls=3),
                 ],
             },
             "download": {"sizes": (16 * MIB,), "disk_sizes": ()},
@@ -123,9 +127,27 @@ def configuration(quick: bool, repeats: int | None, variants: set[str] | None = 
                         wait=(15.0, 75.0),
                     ),
                     scenario("1k-https", 1000, 10.0, 0.05, ["provider", "httpx-shared"], tls=True),
+                    scenario(
+                        "1k-500ms-5th-poll",
+                        1000,
+                        15.0,
+                        0.5,
+                        ["provider", "aiohttp-bare"],
+                        arrival="burst",
+                        polls=5,
+                    ),
+                    scenario(
+                        "10k-5th-poll",
+                        10_000,
+                        15.0,
+                        0.05,
+                        ["provider", "aiohttp-bare"],
+                        arrival="burst",
+                        polls=5,
+                    ),
                 ],
             },
-            "download": {"sizes": (100 * MIB, 1024 * MIB), "disk_sizes": (1024 * MIB,)},
+            "download": {"sizes": (16 * MIB, 100 * MIB, 1024 * MIB), "disk_sizes": (1024 * MIB,)},
             "parse_runs": 15,
         }
     if variants is not None:
@@ -189,6 +211,7 @@ def measure_triggers(config: dict[str, Any]) -> list[dict[str, Any]]:
                     f"--wait-max={spec['wait'][1]}",
                     f"--ramp-seconds={spec['ramp_seconds']}",
                     f"--seed={repeat + 1}",
+                    f"--polls={spec.get('polls', 0)}",
                     *(["--freeze"] if spec["freeze"] else []),
                 ]
                 with emulator(spec["latency"], tls=spec["tls"]) as emu, MachineLoad(emu["pid"]) as load:
@@ -224,7 +247,7 @@ def measure_triggers(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def measure_download(config: dict[str, Any]) -> dict[str, Any]:
-    """Per size, ``repeats`` pairs (hook, then curl); for the largest, the chunk sizes of the sweep."""
+    """Per size, ``repeats`` rounds: the hook, curl, then bare requests, each on the same URL."""
     curl = shutil.which("curl")
     rows: list[dict[str, Any]] = []
     disk_rows: list[dict[str, Any]] = []
@@ -239,11 +262,19 @@ def measure_download(config: dict[str, Any]) -> dict[str, Any]:
                     say(f"download: {size // MIB} MiB into {_fs_kind(where)}, repeat {repeat + 1} ...")
                     with MachineLoad(emu["pid"]) as load:
                         hook, by_curl = download.pair()
+                        bare = run_json([*download.hook_args, "--bare"], env=download.env)
                     out.append(
-                        {"size": size, "hook": hook, "curl": by_curl, "other_load_cores": load.other_cores}
+                        {
+                            "size": size,
+                            "hook": hook,
+                            "curl": by_curl,
+                            "bare": bare,
+                            "other_load_cores": load.other_cores,
+                        }
                     )
                     say(
-                        f"  hook {hook['mib_per_s']:.0f} MiB/s, curl {by_curl.get('mib_per_s', 0):.0f} "
+                        f"  hook {hook['mib_per_s']:.0f} MiB/s, bare requests {bare['mib_per_s']:.0f}, "
+                        f"curl {by_curl.get('mib_per_s', 0):.0f} "
                         f"MiB/s, growth {hook['peak_growth_mib']:.1f} MiB, "
                         f"other load {load.other_cores:.2f} cores"
                     )

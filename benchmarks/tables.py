@@ -47,6 +47,7 @@ def scenario_label(spec: dict[str, Any]) -> str:
             ("burst", spec["arrival"] == "burst"),
             ("heap frozen", spec["freeze"]),
             ("HTTPS", spec["tls"]),
+            (f"every job done on poll {spec.get('polls')}", spec.get("polls")),
         )
         if on
     ]
@@ -101,8 +102,11 @@ def trigger_tables(results: dict[str, Any]) -> list[str]:
         "interval and picked up once a second; *burst*: all at once, as after a triggerer restart; *heap "
         "frozen*: `gc.freeze()` before the triggers start, as a triggerer can after start-up; *HTTPS*: "
         "through a TLS front. Each job ends 10-60 s after its trigger starts (500 ms: 30-90 s; 10,000: "
-        "15-75 s). *On schedule*: every event came at most 1.1 poll intervals + twice the latency + 1 s "
-        "after its job ended (the latest is shown). *In flight*: the most requests VeoTaskTrigger's shared "
+        "15-75 s); *done on poll N*: each job completes on its N-th poll instead, whenever that comes. "
+        "*On schedule*: every event came at most 1.1 poll intervals + twice the latency + 1 s "
+        "after its job ended (the latest is shown); when done on poll N, within 10% of N - 1 poll "
+        "intervals (+ twice the latency + 1 s) of its trigger's start, the lateness past N - 1 "
+        "intervals is shown. *In flight*: the most requests VeoTaskTrigger's shared "
         "session had at the API at once / the highest limit it set (the old design: a fixed 8). "
         f"{'Medians of ' + str(repeats) + ' runs' if repeats > 1 else 'One run each'}; the machine's "
         "other load during each run is in the last column.",
@@ -238,8 +242,20 @@ def ratio_to_curl(runs: list[dict[str, Any]]) -> float:
     )
 
 
+def over_curl_ms(runs: list[dict[str, Any]]) -> float:
+    """The median over the pairs of how much longer the hook took than curl, in ms (NaN without curl)."""
+    return median(
+        [
+            (run["hook"]["seconds"] - run["curl"]["seconds"]) * 1000
+            for run in runs
+            if run["curl"].get("seconds")
+        ]
+    )
+
+
 def download_tables(results: dict[str, Any]) -> list[str]:
-    """Throughput and memory against curl per size, into tmpfs and onto the disk."""
+    """Throughput and memory against bare requests and curl per size, into tmpfs and onto the disk;
+    where the hook's time goes."""
     data = results["download"]
 
     def rows(runs: list[dict[str, Any]], kind: str) -> list[list[str]]:
@@ -248,8 +264,10 @@ def download_tables(results: dict[str, Any]) -> list[str]:
                 f"{size // MIB} MiB",
                 kind,
                 fmt(median([run["hook"]["mib_per_s"] for run in sized]), 0),
+                fmt(median([run.get("bare", {}).get("mib_per_s", float("nan")) for run in sized]), 0),
                 fmt(median([run["curl"].get("mib_per_s", float("nan")) for run in sized]), 0),
                 fmt(ratio_to_curl(sized), 2) + "x",
+                fmt(over_curl_ms(sized), 0),
                 fmt(max(run["hook"]["peak_growth_mib"] for run in sized)),
                 fmt(median([run["hook"]["cpu_seconds"] for run in sized]), 2),
                 "yes" if all(run["hook"]["sha256_ok"] for run in sized) else "NO",
@@ -258,18 +276,22 @@ def download_tables(results: dict[str, Any]) -> list[str]:
             for size, sized in by_size(runs).items()
         ]
 
-    return [
+    out = [
         f"Download over loopback; {data['curl']}. Medians of {results['config']['repeats']} interleaved "
-        "pairs (download_video in a fresh process, then curl, on the same URL); the ratio is the median "
-        "of the pairs' ratios; memory growth is the worst run's. download_video receives on one thread "
-        "and hashes (SHA-256), checks the MP4 boxes and writes on another, then fsyncs and renames.",
+        "rounds (download_video in a fresh process, then curl, then bare requests in a fresh process, on the "
+        "same URL); the ratio and the time over curl's are the medians of the pairs'; memory growth is the "
+        "worst run's. download_video receives and writes on one thread and hashes (SHA-256) and checks "
+        "the MP4 boxes on another, then fsyncs and renames; *bare requests* streams, hashes and writes on "
+        "one thread, with no MP4 check, fsync nor rename.",
         table(
             [
                 "size",
                 "into",
                 "download_video MiB/s",
+                "bare requests MiB/s",
                 "curl MiB/s",
-                "ratio",
+                "ratio to curl",
+                "ms over curl",
                 "peak RSS growth MiB",
                 "hook CPU s",
                 "sha256 ok",
@@ -279,6 +301,39 @@ def download_tables(results: dict[str, Any]) -> list[str]:
             + rows(data.get("disk_runs", []), data.get("disk_kind", "disk")),
         ),
     ]
+    phased = [run for run in data["runs"] if "phases_ms" in run["hook"]]
+    if phased:
+        names = list(phased[0]["hook"]["phases_ms"])
+        out += [
+            "Where download_video's time goes (ms, medians; into "
+            f"{data['folder_kind']}): each step timed in the same runs; *body* is the rest, the bytes "
+            "streaming past (received, written, hashed, walked).",
+            table(
+                ["size", *names, "body", "download_video total", "curl total"],
+                [
+                    [
+                        f"{size // MIB} MiB",
+                        *[
+                            fmt(median([run["hook"]["phases_ms"][name] for run in sized]), 1)
+                            for name in names
+                        ],
+                        fmt(
+                            median(
+                                [
+                                    run["hook"]["seconds"] * 1000 - sum(run["hook"]["phases_ms"].values())
+                                    for run in sized
+                                ]
+                            ),
+                            1,
+                        ),
+                        fmt(median([run["hook"]["seconds"] * 1000 for run in sized]), 1),
+                        fmt(median([run["curl"].get("seconds", float("nan")) * 1000 for run in sized]), 1),
+                    ]
+                    for size, sized in by_size(phased).items()
+                ],
+            ),
+        ]
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -324,8 +379,9 @@ def api_tables(results: dict[str, Any]) -> list[str]:
         for storm in data["storms"]
     ]
     return [
-        f"Polling at DEFAULT_POLL_INTERVAL = {data['default_poll_interval']:g} s (each wait is the interval "
-        "plus 0-10% jitter). Simulated: JobWatch on a fake clock; real: the emulator's records.",
+        f"Polling at DEFAULT_POLL_INTERVAL = {data['default_poll_interval']:g} s (the k-th poll after the "
+        "first is due k intervals plus 0-10% of one after the start, so gaps are 0.9-1.1 intervals and "
+        "never add up). Simulated: JobWatch on a fake clock; real: the emulator's records.",
         table(
             [
                 "job",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchlib import fmt, median, table
-from tables import MIB, by_size, ratio_to_curl, scenario_label, scenario_specs, trigger_medians
+from tables import MIB, by_size, over_curl_ms, ratio_to_curl, scenario_label, scenario_specs, trigger_medians
 
 TARGETS = {
     # 10,000 triggers at a 15 s poll in one loop
@@ -24,6 +24,9 @@ TARGETS = {
     "download_ratio": 0.9,
     "download_ratio_stretch": 1.0,
     "download_growth_mib": 16.0,
+    # a small clip (up to this many MiB) is judged on its time over curl's
+    "download_small_mib": 16,
+    "download_small_over_curl_ms": 30.0,
     # what stays
     "gets_6min": 25,
     "parse_added_ms": 50.0,
@@ -161,6 +164,20 @@ def trigger_targets(results: dict[str, Any]) -> list[list[str]]:
                 f"limit reached {fmt(slow['limit_peak'], 0)}",
             )
         )
+    for name, spec in specs.items():
+        if spec.get("polls") and (m := ours(name)):
+            rows.append(on_schedule(name, m))
+            ideal = m["ideal_s"]
+            rows.append(
+                _row(
+                    f"{scenario_label(spec)}: wall time to the last event, s (against "
+                    f"{spec['polls'] - 1} x {spec['poll_interval']:g} s)",
+                    m["wall_to_all_events_s"],
+                    f"<= {1.1 * ideal + 2 * spec['latency'] + 1:.1f} s",
+                    m["wall_to_all_events_s"] <= 1.1 * ideal + 2 * spec["latency"] + 1,
+                    f"{m['wall_to_all_events_s'] / ideal:.2f} x {ideal:g} s",
+                )
+            )
     provider = [m for (name, variant), m in medians.items() if variant == "provider" and name in specs]
     if provider:
         correct = all(m["all_correct"] for m in provider)
@@ -182,10 +199,16 @@ def download_targets(results: dict[str, Any]) -> list[list[str]]:
     rows = []
     data = results["download"]
     for size, runs in by_size(data["runs"]).items():
-        ratio = ratio_to_curl(runs)
-        name = f"download {size // MIB} MiB into tmpfs: throughput / curl's"
-        rows.append(_limit(name, ratio, ">=", TARGETS["download_ratio"], 2))
-        rows.append(_limit(name + " (stretch)", ratio, ">=", TARGETS["download_ratio_stretch"], 2))
+        if size <= TARGETS["download_small_mib"] * MIB:  # a small clip: what counts is the fixed cost
+            name = f"download {size // MIB} MiB into tmpfs: time over curl's, ms"
+            rows.append(
+                _limit(name, over_curl_ms(runs), "<=", TARGETS["download_small_over_curl_ms"], 0, "ms")
+            )
+        else:
+            ratio = ratio_to_curl(runs)
+            name = f"download {size // MIB} MiB into tmpfs: throughput / curl's"
+            rows.append(_limit(name, ratio, ">=", TARGETS["download_ratio"], 2))
+            rows.append(_limit(name + " (stretch)", ratio, ">=", TARGETS["download_ratio_stretch"], 2))
         growth = max(run["hook"]["peak_growth_mib"] for run in runs)
         name = f"download {size // MIB} MiB: peak RSS growth (MiB)"
         rows.append(_limit(name, growth, "<=", TARGETS["download_growth_mib"], 1, "MiB"))
@@ -209,8 +232,8 @@ def api_targets(results: dict[str, Any]) -> list[list[str]]:
         name = "GETs for a 6-minute job (worst of the seeds)"
         rows.append(_limit(name, sims[360]["gets_max"], "<=", TARGETS["gets_6min"]))
     gap = min(sim["min_gap_s"] for sim in data["simulated"])
-    name = "at most one GET per poll interval (shortest gap, s)"
-    rows.append(_limit(name, gap, ">=", data["default_poll_interval"], None))
+    name = "no GET sooner than 0.9 poll intervals after the last (shortest gap, s)"
+    rows.append(_limit(name, gap, ">=", 0.9 * data["default_poll_interval"], None))
     honoured = all(
         all(wait >= storm["retry_after_s"] for wait in storm["waited_s"])
         for storm in data["storms"]
