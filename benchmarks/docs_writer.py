@@ -34,7 +34,10 @@ METHOD = """\
 - **On schedule.** An event is on schedule when it comes at most 1.1 poll intervals (the jitter's
   top) + two answers' latency (the poll just before the end and the next one) + 1 s after its job
   ended. The emulator also records the longest gap
-  between two GETs of one job.
+  between two GETs of one job. *Done on poll N*: every job completes on its N-th GET (`[emu:polls=]`
+  marker), all triggers start at once, and an event is on schedule when it comes within 10% of N - 1
+  poll intervals (+ two answers' latency + 1 s) of its trigger's start; the wall time from the first
+  trigger's start to the last event is set against N - 1 poll intervals.
 - **Stalls.** A monitor coroutine sleeps 10 ms in a loop and records how late it wakes. The machine
   is shared (2 cores, other people's tests and Airflow servers running meanwhile; the *other load*
   columns say how much), so the wall-clock lateness also counts time the kernel gave to other
@@ -52,9 +55,12 @@ METHOD = """\
 - **Requests in flight**: VeoTaskTrigger's shared session's own count (its limit's peak), sampled
   every 10 ms.
 - **Download**: a fresh process runs `VeoHook.download_video` (streaming, SHA-256, MP4 check, staged
-  file, fsync, rename) on the job's `video_url`, then `curl -o` fetches the same URL; pairs are
-  interleaved. Peak memory growth is the process's peak RSS during the download minus its RSS
-  just before.
+  file, free-space check, deadline, fsync, rename) on the job's `video_url`, then `curl -o` fetches
+  the same URL, then a fresh process fetches it with bare `requests` (streamed, hashed and written,
+  nothing else); rounds are interleaved. Peak memory growth is the process's peak RSS during the
+  download minus its RSS just before. *Where the time goes*: the steps of download_video are
+  wrapped with timers in the same runs (request until its headers, staged file, free-space check,
+  thread start, first chunk, fsync and rename); the body is the rest.
 - **API economy** drives `JobWatch` (the polling decisions shared by the trigger and the operators)
   with a fake clock, checks it with one real run on the emulator, and reads the emulator's own
   records for the gaps the client waited during 429 and 503 storms. The CDN listener of the

@@ -358,8 +358,8 @@ def _download_notes(data: dict[str, Any]) -> list[str]:
             f"under the goal), with {fmt(median([run['other_load_cores'] for run in paired]), 2)} of the 2 "
             f"cores taken by other processes; download_video spent {fmt(cpu, 2)} "
             f"s of CPU (two threads) in {fmt(median([run['hook']['seconds'] for run in paired]), 2)} s, curl "
-            f"{fmt(median([run['curl']['seconds'] for run in paired]), 2)} s. At this size the fixed costs "
-            "(connection, temporary file, writer thread, fsync, rename) weigh more than at 1 GiB."
+            f"{fmt(median([run['curl']['seconds'] for run in paired]), 2)} s. Where its time went is in the "
+            "download section's second table."
         )
     if disk := data.get("disk_runs"):
         out.append(

@@ -23,6 +23,7 @@ SUITES = [
     "tests/e2e/test_destinations.py",
     "tests/e2e/test_inputs.py",
     "tests/e2e/test_hardening_gateway.py",
+    "tests/e2e/test_bounded_downloads.py",
 ]
 RECORD_ENV = "VEO_RELIABILITY_RECORD"  # tests/e2e/reliability.py reads the same name
 
