@@ -186,7 +186,7 @@ class JobWatch:
         self._last: tuple[str, int | None] | None = None
         self._unknown_statuses: set[str] | None = None  # made on the first unknown status
         self._said_not_visible = False
-        self._started = clock()  # the polls' schedule counts from here (the first poll is at once)
+        self._first_answer: float | None = None  # when the first poll was answered: the polls' schedule
         self._polls = 0  # polls after the first whose wait was handed out
 
     def after_poll(self, outcome: PollOutcome) -> float | JobEvent:
@@ -217,16 +217,21 @@ class JobWatch:
 
     def _until_next_poll(self) -> float:
         """Seconds until the next poll is due: the k-th poll after the first is due k intervals after
-        the watch started, plus 0-10% of an interval, drawn afresh each time (so a thousand triggers
-        drift out of lock-step). The gaps between polls vary around the interval (0.9 to 1.1 of it)
-        but never add up: neither the jitter nor the time each poll took delays the polls after it,
-        and no job is polled before its k intervals are up (a 6-minute job costs at most 25 GETs).
+        the first was answered, plus 0-10% of an interval, drawn afresh each time (so a thousand
+        triggers drift out of lock-step). The gaps between polls vary around the interval (0.9 to 1.1
+        of it) but never add up: neither the jitter nor the time each poll took delays the polls after
+        it, and no job is polled before its k intervals are up (a 6-minute job costs at most 25 GETs).
+        Counting from the first answer keeps the spread of a burst of first polls (a triggerer
+        restart, paced by the limit on requests in flight) instead of bunching every later round.
         A poll that came late is followed after at least half an interval: it catches up over a few
         polls rather than at once.
         """
+        now = self._clock()
+        if self._first_answer is None:
+            self._first_answer = now
         self._polls += 1
-        due = self._started + self.poll_interval * (self._polls + random.uniform(0.0, 0.1))
-        return max(due - self._clock(), self.poll_interval * 0.5)
+        due = self._first_answer + self.poll_interval * (self._polls + random.uniform(0.0, 0.1))
+        return max(due - now, self.poll_interval * 0.5)
 
     @property
     def _shown_id(self) -> str:
