@@ -195,7 +195,9 @@ def _check_room(sink: IO[bytes], size: int, target: Destination) -> None:
     stats = os.fstatvfs(sink.fileno())
     free = stats.f_bavail * stats.f_frsize
     if free < size:
-        problem = OSError(errno.ENOSPC, f"{free} bytes free, the video announces {size}")
+        problem = OSError(
+            errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: {free} bytes free, the video announces {size}"
+        )
         raise target.write_error(problem)
 
 
