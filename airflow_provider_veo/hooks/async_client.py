@@ -49,7 +49,9 @@ class InFlightLimit:
     where *demand* is the polls per second the users announced (each trigger ``1 / poll_interval``)
     and *latency* a moving average of the time answers took. The rate it lets through is then about
     ``limit / latency``: twice what the triggers need, however slow the API gets, never more
-    connections than ``MAX_REQUESTS_IN_FLIGHT``. Waiters are served first come, first served.
+    connections than ``MAX_REQUESTS_IN_FLIGHT``. Waiters are served first come, first served, and
+    never see the limit shrink: when triggers finish and take their demand away, the polls already
+    queued (the last round of a batch) go out at the pace they were queued at, not at the floor's.
     """
 
     __slots__ = ("_latency", "_waiters", "active", "demand", "limit", "peak")
@@ -106,6 +108,8 @@ class InFlightLimit:
     def _resize(self) -> None:
         wanted = HEADROOM * self.demand * (self._latency or 0.0)
         limit = MIN_REQUESTS_IN_FLIGHT if wanted <= MIN_REQUESTS_IN_FLIGHT else math.ceil(wanted)
+        if self._waiters:
+            limit = max(limit, self.limit)
         self.limit = min(limit, MAX_REQUESTS_IN_FLIGHT)
         self._wake()
 

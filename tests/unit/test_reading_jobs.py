@@ -277,6 +277,28 @@ def test_a_waiter_cancelled_after_its_turn_gives_the_slot_back() -> None:
     assert active == limit - 1
 
 
+def test_polls_queued_as_the_demand_falls_are_not_stranded() -> None:
+    """Triggers that finish take their demand away; the polls already queued keep the limit up, so
+    the last jobs of a batch are not read at the floor's pace."""
+
+    async def scenario() -> tuple[int, int]:
+        flight = InFlightLimit()
+        flight.add_demand(1_000 / 15)
+        flight.active = 1
+        flight.release(0.5)  # 1,000 triggers at 15 s and 500 ms: the ceiling
+        held = [asyncio.ensure_future(flight.acquire()) for _ in range(flight.limit)]
+        queued = [asyncio.ensure_future(flight.acquire()) for _ in range(30)]
+        await asyncio.sleep(0)
+        flight.add_demand(-990 / 15)  # most triggers have had their event and left
+        for _ in held:
+            flight.release(0.5)
+        await asyncio.sleep(0)
+        return sum(q.done() for q in queued), flight.active
+
+    served, active = asyncio.run(scenario())
+    assert served == 30 and active == 30  # every queued poll has its slot, none waits behind a floor of 8
+
+
 def test_triggers_starting_together_read_the_connection_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """A restarted triggerer's burst reads each connection once (its secrets backends are walked once)."""
     reads: list[str] = []
