@@ -164,6 +164,7 @@ def trigger_targets(results: dict[str, Any]) -> list[list[str]]:
                 f"limit reached {fmt(slow['limit_peak'], 0)}",
             )
         )
+    bound = results.get("in_flight_bound") or 64
     for name, spec in specs.items():
         if spec.get("polls") and (m := ours(name)):
             rows.append(on_schedule(name, m))
@@ -175,7 +176,8 @@ def trigger_targets(results: dict[str, Any]) -> list[list[str]]:
                     m["wall_to_all_events_s"],
                     f"<= {1.1 * ideal + 2 * spec['latency'] + 1:.1f} s",
                     m["wall_to_all_events_s"] <= 1.1 * ideal + 2 * spec["latency"] + 1,
-                    f"{m['wall_to_all_events_s'] / ideal:.2f} x {ideal:g} s",
+                    f"{m['wall_to_all_events_s'] / ideal:.2f} x {ideal:g} s; the in-flight bound alone "
+                    f"spreads {spec['n']:,} polls over {spec['n'] * spec['latency'] / bound:.1f} s",
                 )
             )
     provider = [m for (name, variant), m in medians.items() if variant == "provider" and name in specs]
