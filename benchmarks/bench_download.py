@@ -29,9 +29,9 @@ import requests
 from benchlib import emit, rss_bytes
 
 from airflow_provider_veo.api import DOWNLOAD_CHUNK_BYTES, VideoJob
+from airflow_provider_veo.destinations import StagedFile
 from airflow_provider_veo.hooks import download
 from airflow_provider_veo.hooks.veo import VeoHook
-from airflow_provider_veo.storage import StagedFile
 
 #: Phase name -> the step it times, as (owner, attribute).
 PHASES: dict[str, tuple[Any, str]] = {
