@@ -19,7 +19,8 @@ if TYPE_CHECKING:
         VeoEmulator,
     )
 
-#: A real 1.5-second 320x180 H.264 MP4 at 24 fps: what the emulator serves by default.
+#: A real 1.5-second 320x180 H.264 MP4 at 24 fps: what the emulator serves, its movie header rewritten
+#: to say the duration and frame size each job asked for (see ``emulator.bodies.Clip``).
 SAMPLE_MP4 = Path(__file__).parent / "data" / "sample.mp4"
 
 __all__ = ["SAMPLE_MP4", "EmulatedJob", "FilePart", "RecordedRequest", "Scenario", "VeoEmulator"]

@@ -81,7 +81,7 @@ def test_status_then_download_by_id(emu: VeoEmulator, tmp_path: Path) -> None:
         stored["sha256"] == hashlib.sha256(written.read_bytes()).hexdigest() == emu.expected_sha256(video_id)
     )
     assert stored["bytes"] == written.stat().st_size == emu.expected_bytes(video_id)
-    assert (stored["duration_seconds"], stored["width"], stored["height"]) == (1.5, 320, 180)
+    assert (stored["duration_seconds"], stored["width"], stored["height"]) == (4.0, 1280, 720)
     assert "Wrote" in download.stderr
 
 

@@ -42,7 +42,11 @@ def assert_video_written(result: RunResult, emulator: VeoEmulator, task_id: str,
     return video
 
 
-def test_example_text_to_video(emulator: VeoEmulator, tmp_path: Path) -> None:
+def test_example_text_to_video(
+    emulator: VeoEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The demo's DAG: what ``scripts/demo.sh`` runs, with a clip that is what was asked and a log
+    without a warning that it is not."""
     result = run_dag(
         dag_named("veo_text_to_video", "example_veo_text_to_video.py"),
         run_conf={"prompt": "A kite over a field", "seconds": "6", "destination": f"{tmp_path}/"},
@@ -61,6 +65,10 @@ def test_example_text_to_video(emulator: VeoEmulator, tmp_path: Path) -> None:
     assert emulator.posts[0].headers["content-type"].startswith("multipart/form-data")
     video = assert_video_written(result, emulator, "download_video")
     assert video["seconds"] == "6" and video["model"] == "veo3.1-fast"
+    assert (video["duration_seconds"], video["width"], video["height"]) == (6.0, 1280, 720)
+    log = capfd.readouterr().out
+    assert f"Wrote {video['uri']}" in log  # the download's log is the one read here
+    assert "were asked for" not in log and "was asked for" not in log
     assert result.task("create_video").xcom["video_id"] == video["video_id"]
     cdn = [r for r in emulator.requests if r.listener == "cdn"]
     assert cdn and all("authorization" not in r.headers for r in cdn)

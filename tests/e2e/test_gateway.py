@@ -96,9 +96,9 @@ def test_a_job_from_create_to_download(
     left = assert_video(outcome, gateway, out)
     assert outcome.video is not None
     assert (outcome.video["duration_seconds"], outcome.video["width"], outcome.video["height"]) == (
-        1.5,
-        320,
-        180,
+        4.0,
+        1280,
+        720,
     )
     [post] = gateway.posts
     assert dict(post.form)["seconds"] == "4"  # never left to the gateway, which would bill 8
@@ -108,11 +108,12 @@ def test_a_job_from_create_to_download(
     log = capfd.readouterr().out
     assert log.count("status 'unknown'") == 1, "the gateway's first status is logged once"
     assert "not one this provider knows" not in log
+    assert "were asked for" not in log and "was asked for" not in log, "the clip is what was asked"
     record(
         f"{mode}: a job from create to download",
         via(mode),
         "success: `seconds` sent, `unknown` logged once, `video_url` (the gateway's own `/content`) "
-        "fetched with the key and verified box by box; duration 1.5 s and 320x180 read from the MP4",
+        "fetched with the key and verified box by box; duration 4 s and 1280x720 read from the MP4",
         1,
         1,
         left,

@@ -114,13 +114,14 @@ def test_published_videos_carry_their_request_and_raise_asset_events(
     assert [v["prompt"] for v in videos] == prompts
     log = capfd.readouterr().out
     assert all(f"prompt {p!r}" in log for p in prompts), "the Submitted video line names the prompt"
+    assert "were asked for" not in log and "was asked for" not in log, "each clip is what was asked"
     for video in videos:
         path = Path(video["uri"])
         assert video["asset_uri"] == path.as_uri()
         manifest = json.loads(path.with_suffix(".json").read_text())
         assert manifest["video_id"] == video["video_id"] and manifest["sha256"] == video["sha256"]
         assert manifest["prompt"] in prompts and manifest["bytes"] == path.stat().st_size
-        assert (manifest["duration_seconds"], manifest["width"], manifest["height"]) == (1.5, 320, 180)
+        assert (manifest["duration_seconds"], manifest["width"], manifest["height"]) == (4.0, 1280, 720)
     with create_session() as session:
         labels = [
             ti.rendered_map_index
@@ -143,7 +144,7 @@ def test_published_videos_carry_their_request_and_raise_asset_events(
     for video in videos:
         [extra] = events[video["asset_uri"]]
         assert extra["sha256"] == video["sha256"] and extra["prompt"] == video["prompt"]
-        assert extra["width"] == 320
+        assert extra["width"] == 1280
 
 
 @pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600)])

@@ -11,9 +11,9 @@ import requests
 
 from airflow_provider_veo.testing import SAMPLE_MP4, Scenario, VeoEmulator
 from airflow_provider_veo.testing.emulator import FTYP_HEADER, expected_sha256
-from airflow_provider_veo.testing.emulator.bodies import MIN_VIDEO_BYTES, video_chunks
+from airflow_provider_veo.testing.emulator.bodies import MIN_VIDEO_BYTES, Clip, video_chunks
 
-from .client import AUTH, created_id, get
+from .client import AUTH, created_id, get, inspect_bytes, served_clip
 
 SAMPLE = SAMPLE_MP4.read_bytes()
 
@@ -55,10 +55,48 @@ def test_served_bodies_tile_ftyp_moov_mdat_and_match_the_helpers(emu: VeoEmulato
         get(emu, video_id, "/content").content,
     ):
         assert len(body) == size == emu.expected_bytes(video_id)
-        assert hashlib.sha256(body).hexdigest() == emu.expected_sha256(video_id) == expected_sha256(size)
+        job = emu.jobs[video_id]
+        digest = expected_sha256(size, Clip.of(job.seconds, job.size))
+        assert hashlib.sha256(body).hexdigest() == emu.expected_sha256(video_id) == digest
         boxes = top_level_boxes(body, len(body))
         assert [kind for kind, _, _ in boxes] == [b"ftyp", b"moov", b"mdat"]
-        assert body[: boxes[2][1]] == SAMPLE[: boxes[2][1]]  # The sample's own ftyp and moov.
+        mdat = boxes[2][1]
+        assert body[:mdat] == served_clip(emu, video_id)[:mdat]  # The clip's own ftyp and moov.
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "clip"),
+    [
+        ("veo3.1-fast", {"seconds": "4"}, (4.0, 1280, 720)),
+        ("veo3.1-fast", {"seconds": "6", "size": "720x1280"}, (6.0, 720, 1280)),
+        ("veo3.1", {"seconds": "8", "size": "3840x2160"}, (8.0, 3840, 2160)),
+        ("veo3.1", {"seconds": "8", "size": "9x16"}, (8.0, 720, 1280)),  # an orientation hint: 720p that way
+        ("veo3-pro", {"size": "16x9"}, (8.0, 1280, 720)),
+    ],
+)
+@pytest.mark.parametrize("video_bytes", [None, 2 * 1024 * 1024])
+def test_a_served_body_says_the_jobs_seconds_and_size(
+    emu: VeoEmulator,
+    model: str,
+    fields: dict[str, str],
+    clip: tuple[float, int, int],
+    video_bytes: int | None,
+) -> None:
+    """What the provider reads from the MP4 is what was asked: no "lasts 1.50 s" warning on a happy path."""
+    emu.scenario = Scenario(polls_until_done=0, video_bytes=video_bytes)
+    video_id = created_id(emu, model=model, **fields)
+    get(emu, video_id)
+    body = get(emu, video_id, "/content").content
+    info = inspect_bytes(body)
+    assert (info.duration_seconds, info.width, info.height) == clip
+    assert len(body) == emu.expected_bytes(video_id) == (video_bytes or len(SAMPLE))
+    assert hashlib.sha256(body).hexdigest() == emu.expected_sha256(video_id)
+    # Only the movie header differs from the sample: the pictures are the sample's.
+    moov_end = next(
+        offset + size for kind, offset, size in top_level_boxes(body, len(body)) if kind == b"moov"
+    )
+    assert body[moov_end : moov_end + 4096] == next(video_chunks(video_bytes))[moov_end : moov_end + 4096]
+    assert sum(a != b for a, b in zip(body[:moov_end], SAMPLE[:moov_end], strict=True)) < 40
 
 
 def test_a_body_over_4_gib_uses_a_64_bit_mdat_size() -> None:
@@ -75,7 +113,8 @@ def test_a_corrupt_generated_body_loses_only_its_ftyp_header(emu: VeoEmulator) -
     video_id = created_id(emu)
     get(emu, video_id)
     body = get(emu, video_id, "/content").content
-    whole = b"".join(bytes(chunk) for chunk in video_chunks(size))
+    job = emu.jobs[video_id]
+    whole = b"".join(bytes(chunk) for chunk in video_chunks(size, Clip.of(job.seconds, job.size)))
     assert len(body) == size and body[:32] == bytes(32) and body[32:] == whole[32:]
 
 

@@ -23,9 +23,9 @@ from airflow_provider_veo import api
 from airflow_provider_veo.testing import RecordedRequest, Scenario, VeoEmulator
 from airflow_provider_veo.testing.emulator.records import JsonLinesFile, describe
 
-ROOT = Path(__file__).resolve().parents[2]
+from .client import ROOT
+
 COMMAND = [sys.executable, "-m", "airflow_provider_veo.testing.emulator"]
-AUTH = {"Authorization": "Bearer test-key"}
 PROMPT = "A paper kite floats above a field, its long tail curling in the wind over the grass."
 
 

@@ -9,11 +9,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from airflow_provider_veo.testing import SAMPLE_MP4, Scenario, VeoEmulator
+from airflow_provider_veo.testing import Scenario, VeoEmulator
 
-from .client import AUTH, PROMPT, create, created_id, flat_error, get, is_json, proxy_error
-
-SAMPLE = SAMPLE_MP4.read_bytes()
+from .client import AUTH, PROMPT, create, created_id, flat_error, get, is_json, proxy_error, served_clip
 
 
 @pytest.fixture(params=["docs", "new-api"])
@@ -124,11 +122,12 @@ def test_a_chunked_content_cut_mid_file_ends_cleanly(gw: VeoEmulator) -> None:
     get(gw, video_id)
     response = get(gw, video_id, "/content")
     assert response.status_code == 200 and "Content-Length" not in response.headers
-    assert response.content == SAMPLE[:10_000]  # No error: the framing says the body is whole.
+    clip = served_clip(gw, video_id)
+    assert response.content == clip[:10_000]  # No error: the framing says the body is whole.
     raw = raw_content(gw, video_id)
     assert raw.endswith(b"\r\n0\r\n\r\n") and b"Transfer-Encoding: chunked" in raw
     video_url = get(gw, video_id).json()["video_url"]
-    assert requests.get(video_url, headers=AUTH, timeout=10).content == SAMPLE[:10_000]
+    assert requests.get(video_url, headers=AUTH, timeout=10).content == clip[:10_000]
 
 
 def test_a_cut_with_a_content_length_closes_short(docs: VeoEmulator) -> None:
@@ -137,10 +136,11 @@ def test_a_cut_with_a_content_length_closes_short(docs: VeoEmulator) -> None:
     video_id = created_id(emu)
     video_url = get(emu, video_id).json()["video_url"]
     response = get(emu, video_id, "/content", stream=True)
-    assert int(response.headers["Content-Length"]) == len(SAMPLE)
+    clip = served_clip(emu, video_id)
+    assert int(response.headers["Content-Length"]) == len(clip)
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
         b"".join(response.iter_content(65536))
-    assert requests.get(video_url, timeout=10).content == SAMPLE  # The CDN is not affected.
+    assert requests.get(video_url, timeout=10).content == clip  # The CDN is not affected.
 
 
 def test_a_truncated_chunked_content_breaks_off_without_the_zero_chunk(gw: VeoEmulator) -> None:
@@ -150,7 +150,7 @@ def test_a_truncated_chunked_content_breaks_off_without_the_zero_chunk(gw: VeoEm
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
         b"".join(get(gw, video_id, "/content", stream=True).iter_content(65536))
     raw = raw_content(gw, video_id)
-    assert not raw.endswith(b"0\r\n\r\n") and len(raw) < len(SAMPLE)
+    assert not raw.endswith(b"0\r\n\r\n") and len(raw) < len(served_clip(gw, video_id))
 
 
 def test_a_corrupt_chunked_content_is_not_an_mp4(gw: VeoEmulator) -> None:
@@ -158,7 +158,8 @@ def test_a_corrupt_chunked_content_is_not_an_mp4(gw: VeoEmulator) -> None:
     video_id = created_id(gw)
     get(gw, video_id)
     body = get(gw, video_id, "/content").content
-    assert len(body) == len(SAMPLE) and body[:32] == bytes(32) and body[32:] == SAMPLE[32:]
+    clip = served_clip(gw, video_id)
+    assert len(body) == len(clip) and body[:32] == bytes(32) and body[32:] == clip[32:]
 
 
 def test_the_new_fields_work_from_a_marker_in_the_gateway_profile(gw: VeoEmulator) -> None:

@@ -7,17 +7,18 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
-from airflow_provider_veo.testing import SAMPLE_MP4, Scenario, VeoEmulator
+from airflow_provider_veo.testing import Scenario, VeoEmulator
 from airflow_provider_veo.testing.emulator.newapi_profile import REQUEST_ID_HEADER
 
 from .client import (
     AUTH,
+    PNG,
     PROMPT,
+    ROOT,
     TASK_ID,
     create,
     created_id,
@@ -25,11 +26,9 @@ from .client import (
     flat_error,
     get,
     proxy_error,
+    served_clip,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-PNG = (ROOT / "example_dags" / "frames" / "first_frame.png").read_bytes()
-SAMPLE = SAMPLE_MP4.read_bytes()
 QUOTA_MESSAGE = "用户额度不足, 剩余额度: ＄0.00"  # noqa: RUF001 - the gateway's own text
 SATURATED = "当前分组上游负载已饱和，请稍后再试"  # noqa: RUF001 - the gateway's own text
 
@@ -279,8 +278,9 @@ def test_video_url_is_the_gateways_own_content_and_needs_the_key(gw: VeoEmulator
     video = requests.get(video_url, headers=AUTH, timeout=10)
     assert video.status_code == 200 and video.headers["Content-Type"] == "video/mp4"
     assert video.headers["Transfer-Encoding"] == "chunked" and "Content-Length" not in video.headers
-    assert video.content == SAMPLE
-    assert get(gw, video_id, "/content", params={"variant": "thumbnail"}).content == SAMPLE  # Ignored.
+    assert video.content == served_clip(gw, video_id)
+    thumbnail = get(gw, video_id, "/content", params={"variant": "thumbnail"})
+    assert thumbnail.content == served_clip(gw, video_id)  # Ignored.
     assert gw.jobs[video_id].downloads == 2
     assert not [r for r in gw.requests if r.listener == "cdn"]
 

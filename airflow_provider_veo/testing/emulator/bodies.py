@@ -4,6 +4,12 @@ Large bodies are generated block by block from one deterministic random block, s
 download costs neither memory nor CPU here, and its digest can be computed without serving it. They
 are structurally valid MP4s: the sample's ``ftyp`` and ``moov`` boxes, then one ``mdat`` box whose
 size covers the filler, so a client that walks the top-level boxes accepts them.
+
+Every body says it is the clip the job asked for (:class:`Clip`): the sample's ``moov`` is rewritten
+in place, with the job's duration in ``mvhd`` and ``tkhd`` and its frame size in the video track's
+``tkhd`` (a presentation size, which players scale the 320x180 pictures to), so a client that reads
+the movie header sees no mismatch. Rewriting keeps every box's length: a body's size does not depend
+on its clip.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import hashlib
 import http
 import json
 import random
+import re
 import secrets
 import string
 import struct
@@ -48,20 +55,101 @@ def _top_level_boxes(data: bytes) -> dict[bytes, bytes]:
     return boxes
 
 
-@functools.cache
-def _movie_head() -> bytes:
-    """The sample's ``ftyp`` and ``moov`` boxes: what a generated body starts with."""
+@dataclass(frozen=True)
+class Clip:
+    """What a served MP4 says it is: its duration and frame size, written into the sample's ``moov``."""
+
+    seconds: float
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, seconds: str, size: str) -> Clip:
+        """The clip a job of ``seconds`` and ``size`` (as the job reports them) renders. An orientation
+        hint (``16x9``, ``9x16``, any ``WxH`` Veo does not render) gives 720p that way; a value that is
+        not a number or a ``WxH`` (an unknown model's) keeps the sample's."""
+        duration = float(seconds) if _NUMBER.match(seconds) else SAMPLE_CLIP.seconds
+        frame = _FRAME.match(size.lower())
+        if not frame:
+            return cls(duration, SAMPLE_CLIP.width, SAMPLE_CLIP.height)
+        width, height = int(frame[1]), int(frame[2])
+        if size.lower() not in _RENDERED_SIZES:
+            width, height = (1280, 720) if width > height else (720, 1280)
+        return cls(duration, width, height)
+
+
+#: The clip the sample itself is: what a body without a clip says.
+SAMPLE_CLIP = Clip(1.5, 320, 180)
+#: Frame sizes Veo renders as asked; any other ``WxH`` is read as an orientation hint.
+_RENDERED_SIZES = frozenset({"1280x720", "720x1280", "1920x1080", "3840x2160"})
+_NUMBER = re.compile(r"^\d{1,3}(\.\d+)?$")
+_FRAME = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+
+
+def _with_clip(moov: bytes, clip: Clip) -> bytes:
+    """The ``moov`` box with ``clip``'s duration in ``mvhd`` and in each track's ``tkhd``, and its frame
+    size in the video track's ``tkhd``. Version 0 and 1 boxes (32- and 64-bit times) both."""
+    data = bytearray(moov)
+    timescale = 0
+    for kind, start in _child_boxes(data, 8, len(data)):
+        version = data[start + 8]
+        if kind == b"mvhd":
+            at = start + 8 + (20 if version == 1 else 12)
+            (timescale,) = struct.unpack_from(">I", data, at)
+            _put_time(data, at + 4, version, round(clip.seconds * timescale))
+        elif kind == b"trak":
+            end = start + struct.unpack_from(">I", data, start)[0]
+            boxes = dict(_child_boxes(data, start + 8, end))
+            tkhd = boxes[b"tkhd"]
+            version = data[tkhd + 8]
+            _put_time(data, tkhd + 8 + (28 if version == 1 else 20), version, round(clip.seconds * timescale))
+            if _is_video(data, boxes[b"mdia"]):
+                struct.pack_into(
+                    ">II", data, tkhd + 8 + (88 if version == 1 else 76), clip.width << 16, clip.height << 16
+                )
+    return bytes(data)
+
+
+def _child_boxes(data: bytearray, start: int, end: int) -> Iterator[tuple[bytes, int]]:
+    """The type and offset of each box between ``start`` and ``end`` (the sample has 32-bit sizes only)."""
+    while start < end:
+        size, kind = struct.unpack_from(">I4s", data, start)
+        yield kind, start
+        start += size
+
+
+def _is_video(data: bytearray, mdia: int) -> bool:
+    end = mdia + struct.unpack_from(">I", data, mdia)[0]
+    hdlr = dict(_child_boxes(data, mdia + 8, end))[b"hdlr"]
+    return bytes(data[hdlr + 16 : hdlr + 20]) == b"vide"
+
+
+def _put_time(data: bytearray, at: int, version: int, value: int) -> None:
+    struct.pack_into(">Q" if version == 1 else ">I", data, at, value)
+
+
+@functools.lru_cache(maxsize=64)
+def _movie_head(clip: Clip | None) -> bytes:
+    """The sample's ``ftyp`` and ``moov`` boxes, saying ``clip``: what a generated body starts with."""
     boxes = _top_level_boxes(sample_bytes())
-    return boxes[b"ftyp"] + boxes[b"moov"]
+    return boxes[b"ftyp"] + (_with_clip(boxes[b"moov"], clip) if clip else boxes[b"moov"])
+
+
+@functools.lru_cache(maxsize=64)
+def clip_bytes(clip: Clip | None) -> bytes:
+    """The sample clip saying it is ``clip`` (``None``: the sample as it is)."""
+    sample = sample_bytes()
+    head = _movie_head(clip)
+    return head + sample[len(head) :]
 
 
 #: The smallest generated body: the sample's ``ftyp`` and ``moov``, then an empty ``mdat``.
-MIN_VIDEO_BYTES = len(_movie_head()) + 8
+MIN_VIDEO_BYTES = len(_movie_head(None)) + 8
 
 
-def _generated_head(video_bytes: int) -> bytes:
+def _generated_head(video_bytes: int, clip: Clip | None) -> bytes:
     """``ftyp``, ``moov`` and the header of an ``mdat`` that runs to the end of a ``video_bytes`` body."""
-    head = _movie_head()
+    head = _movie_head(clip)
     mdat = video_bytes - len(head)
     if mdat > MAX_BOX32:
         return head + struct.pack(">I4sQ", 1, b"mdat", mdat)
@@ -78,13 +166,16 @@ def video_size(video_bytes: int | None) -> int:
     return video_bytes if video_bytes is not None else len(sample_bytes())
 
 
-def video_chunks(video_bytes: int | None, *, corrupt: bool = False) -> Iterator[bytes | memoryview]:
-    """The body in chunks of at most :data:`BLOCK_BYTES`; ``corrupt`` zeroes the ``ftyp`` header."""
+def video_chunks(
+    video_bytes: int | None, clip: Clip | None = None, *, corrupt: bool = False
+) -> Iterator[bytes | memoryview]:
+    """The body in chunks of at most :data:`BLOCK_BYTES`, saying it is ``clip`` (``None``: the sample's
+    own header); ``corrupt`` zeroes the ``ftyp`` header."""
     if video_bytes is None:
-        sample = sample_bytes()
+        sample = clip_bytes(clip)
         yield bytes(len(FTYP_HEADER)) + sample[len(FTYP_HEADER) :] if corrupt else sample
         return
-    head = _generated_head(video_bytes)
+    head = _generated_head(video_bytes, clip)
     if corrupt:
         head = bytes(len(FTYP_HEADER)) + head[len(FTYP_HEADER) :]
     block = _filler_block()
@@ -97,10 +188,11 @@ def video_chunks(video_bytes: int | None, *, corrupt: bool = False) -> Iterator[
 
 
 @functools.lru_cache(maxsize=32)
-def expected_sha256(video_bytes: int | None) -> str:
-    """The SHA-256 of the body a correct download of a ``video_bytes`` scenario delivers (cached)."""
+def expected_sha256(video_bytes: int | None, clip: Clip | None = None) -> str:
+    """The SHA-256 of the body a correct download of a ``video_bytes`` scenario of ``clip`` delivers
+    (cached)."""
     digest = hashlib.sha256()
-    for chunk in video_chunks(video_bytes):
+    for chunk in video_chunks(video_bytes, clip):
         digest.update(chunk)
     return digest.hexdigest()
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from airflow_provider_veo.testing.emulator.backend import Backend, EmulatedJob
-from airflow_provider_veo.testing.emulator.bodies import expected_sha256, video_chunks, video_size
+from airflow_provider_veo.testing.emulator.bodies import Clip, expected_sha256, video_chunks, video_size
 from airflow_provider_veo.testing.emulator.docs_profile import DocsResponses
 from airflow_provider_veo.testing.emulator.forms import BodyError, Form, read_body, read_form
 from airflow_provider_veo.testing.emulator.models import VIDEOS_PATH
@@ -177,7 +177,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.server.responses.backend.count_download(job.id)
         sent = 0
-        for chunk in video_chunks(scenario.video_bytes, corrupt=scenario.corrupt_download):
+        clip = Clip.of(job.seconds, job.size)
+        for chunk in video_chunks(scenario.video_bytes, clip, corrupt=scenario.corrupt_download):
             if sent >= limit:
                 break
             piece = chunk[: limit - sent]
@@ -419,4 +420,5 @@ class VeoEmulator:
 
     def expected_sha256(self, video_id: str) -> str:
         """The SHA-256 of the job's video as a correct download delivers it (streamed once, then cached)."""
-        return expected_sha256(self.jobs[video_id].scenario.video_bytes)
+        job = self.jobs[video_id]
+        return expected_sha256(job.scenario.video_bytes, Clip.of(job.seconds, job.size))

@@ -14,92 +14,40 @@ import subprocess
 import sys
 import time
 from dataclasses import fields, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
 from airflow_provider_veo import api
-from airflow_provider_veo.mp4 import Mp4Error, Mp4Info, Mp4Walker
+from airflow_provider_veo.mp4 import Mp4Error
 from airflow_provider_veo.testing import SAMPLE_MP4, Scenario, VeoEmulator
 from airflow_provider_veo.testing.emulator import MODELS, parse_marker
 from airflow_provider_veo.testing.emulator.models import MAX_REFERENCE_BYTES, UNKNOWN_MODEL_MAX_REFERENCES
 
+from .client import (
+    AUTH,
+    JPEG,
+    PNG,
+    ROOT,
+    WEBP,
+    create,
+    created_id,
+    error_of,
+    get,
+    inspect_bytes,
+    poll,
+    served_clip,
+)
+
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
-
-ROOT = Path(__file__).resolve().parent.parent
-AUTH = {"Authorization": "Bearer test-key"}
-PNG = (ROOT / "example_dags" / "frames" / "first_frame.png").read_bytes()
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(200)
-WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(64)
-SAMPLE_SHA256 = hashlib.sha256(SAMPLE_MP4.read_bytes()).hexdigest()
-
-
-def inspect_bytes(body: bytes) -> Mp4Info:
-    """What the provider's download verifier makes of a body served by the emulator."""
-    walker = Mp4Walker()
-    walker.feed(body)
-    return walker.finish()
+    from collections.abc import Iterator
 
 
 @pytest.fixture
 def emu() -> Iterator[VeoEmulator]:
     with VeoEmulator() as emulator:
         yield emulator
-
-
-def create(
-    emu: VeoEmulator,
-    prompt: str | None = "A paper kite floats above a field.",
-    *,
-    model: str | None = "veo3.1-fast",
-    headers: dict[str, str] = AUTH,
-    references: Sequence[tuple[str, Any]] = (),
-    **scalars: str,
-) -> requests.Response:
-    """A create call as the provider makes it: every field a multipart part, files last."""
-    parts: list[tuple[str, Any]] = []
-    if model is not None:
-        parts.append(("model", (None, model)))
-    if prompt is not None:
-        parts.append(("prompt", (None, prompt)))
-    parts += [(name, (None, value)) for name, value in scalars.items()]
-    parts += [("input_reference", reference) for reference in references]
-    return requests.post(f"{emu.url}/v1/videos", headers=headers, files=parts, timeout=10)
-
-
-def created_id(emu: VeoEmulator, prompt: str = "A paper kite floats above a field.", **kwargs: Any) -> str:
-    response = create(emu, prompt, **kwargs)
-    assert response.status_code == 200, response.text
-    return response.json()["id"]
-
-
-def get(emu: VeoEmulator, video_id: str, suffix: str = "", **kwargs: Any) -> requests.Response:
-    kwargs.setdefault("headers", AUTH)
-    kwargs.setdefault("timeout", 10)
-    return requests.get(f"{emu.url}{api.video_path(video_id)}{suffix}", **kwargs)
-
-
-def poll(emu: VeoEmulator, video_id: str, limit: int = 20) -> list[dict[str, Any]]:
-    """Every answer up to and including the terminal one."""
-    answers = []
-    for _ in range(limit):
-        response = get(emu, video_id)
-        assert response.status_code == 200, response.text
-        answers.append(response.json())
-        if api.job_state(answers[-1]["status"]).is_terminal:
-            return answers
-    raise AssertionError(f"{video_id} did not finish in {limit} polls: {answers[-1]}")
-
-
-def error_of(response: requests.Response) -> dict[str, str]:
-    """The envelope's error object, after checking the envelope's shape."""
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert re.search(r"\(request id: \w+\)$", error["message"]), error["message"]
-    return error
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,8 +97,11 @@ def test_create_then_poll_to_completed_with_rising_progress(emu: VeoEmulator) ->
     assert video.status_code == 200
     assert video.headers["Content-Type"] == "video/mp4"
     assert int(video.headers["Content-Length"]) == len(video.content) == emu.expected_bytes(job["id"])
-    assert hashlib.sha256(video.content).hexdigest() == SAMPLE_SHA256 == emu.expected_sha256(job["id"])
-    assert inspect_bytes(video.content).boxes[:2] == ("ftyp", "moov")
+    assert video.content == served_clip(emu, job["id"])
+    assert hashlib.sha256(video.content).hexdigest() == emu.expected_sha256(job["id"])
+    info = inspect_bytes(video.content)
+    assert info.boxes[:2] == ("ftyp", "moov")
+    assert (info.duration_seconds, info.width, info.height) == (8.0, 720, 1280)  # the job's seconds and size
     assert emu.jobs[job["id"]].polls == 4 and emu.jobs[job["id"]].downloads == 1
 
 
@@ -349,7 +300,7 @@ def test_content_is_400_before_completion_and_the_video_after(emu: VeoEmulator) 
     assert done["status"] == "completed" and "video_url" not in done
     content = get(emu, video_id, "/content")
     assert content.status_code == 200 and content.headers["Content-Type"] == "video/mp4"
-    assert hashlib.sha256(content.content).hexdigest() == SAMPLE_SHA256
+    assert content.content == served_clip(emu, video_id)
     assert get(emu, video_id, "/content", params={"variant": "thumbnail"}).status_code == 400
     assert get(emu, video_id, "/content", headers={}).status_code == 401
 
@@ -373,7 +324,7 @@ def test_a_truncated_download_breaks_off_on_both_paths(emu: VeoEmulator) -> None
     video_id = created_id(emu)
     url = get(emu, video_id).json()["video_url"]
     for response in (requests.get(url, stream=True, timeout=10), get(emu, video_id, "/content", stream=True)):
-        assert int(response.headers["Content-Length"]) == len(SAMPLE_MP4.read_bytes())
+        assert int(response.headers["Content-Length"]) == len(served_clip(emu, video_id))
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
             b"".join(response.iter_content(65536))
 
@@ -417,7 +368,11 @@ def test_a_large_body_streams_with_the_expected_size_and_digest(emu: VeoEmulator
             digest.update(chunk)
             total += len(chunk)
         assert total == size == emu.expected_bytes(video_id)
-        assert digest.hexdigest() == emu.expected_sha256(video_id) != SAMPLE_SHA256
+        assert (
+            digest.hexdigest()
+            == emu.expected_sha256(video_id)
+            != hashlib.sha256(served_clip(emu, video_id)).hexdigest()
+        )
         assert head == SAMPLE_MP4.read_bytes()[:32]  # A real ftyp box.
 
 
