@@ -178,17 +178,38 @@ def serving(api: LoopbackApi) -> Iterator[LoopbackApi]:
 
     real_enter = async_client.SharedClient.__aenter__
     real_exit = async_client.SharedClient.__aexit__
+    # Clients inside ``async with``, counted before their first await, and the server's start, shared:
+    # many clients entering together start one server, and it stops only once the last has left,
+    # however the machine's load interleaves their steps.
+    users = 0
+    starting: list[asyncio.Future[None]] = []
+
+    async def release() -> None:
+        nonlocal users
+        users -= 1
+        if not users and runners:
+            runner = runners.pop()
+            starting.clear()
+            api.port = 0
+            await runner.cleanup()
 
     async def enter(self: Any) -> Any:
-        if not api.port:
-            await start()
-        return await real_enter(self)
+        nonlocal users
+        users += 1
+        try:
+            if not starting:
+                starting.append(asyncio.ensure_future(start()))
+            await asyncio.shield(starting[0])
+            return await real_enter(self)
+        except BaseException:
+            await release()
+            raise
 
     async def leave(self: Any, *exc_info: object) -> None:
-        await real_exit(self, *exc_info)
-        if not async_client._SHARED.get(asyncio.get_running_loop()) and runners:
-            await runners.pop().cleanup()  # the last session of this loop is closed: so is the server
-            api.port = 0
+        try:
+            await real_exit(self, *exc_info)
+        finally:
+            await release()
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(async_client, "_connector", connector)
