@@ -29,8 +29,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -625,6 +625,22 @@ class Deployment:
 def polled_in(log: str, video_id: str, status: str = "") -> bool:
     """Whether a trigger log shows a poll of the video (with that status, if given)."""
     return f"Video {video_id}: status {status}" in log
+
+
+#: A prompt marker for a job that renders until the test finishes it with :func:`finish_jobs`: a test
+#: waits for an event (a triggerer taking over) for as long as a busy machine needs, and the job cannot
+#: end first. (A marker, since the DAG, not the test, submits the job.)
+HELD = "[emu:wait=86400]"
+
+
+def finish_jobs(emulator: VeoEmulator, video_ids: Iterable[str]) -> None:
+    """End held jobs now: the next poll of each finds it completed. Each job's length becomes the time
+    it has rendered so far, so :func:`peak_jobs_in_flight` still counts it right."""
+    jobs = emulator.jobs  # the live jobs, which the emulator reads the scenario of at every poll
+    for video_id in video_ids:
+        job = jobs[video_id]
+        rendered = max(time.monotonic() - job.started, 0.001)
+        job.scenario = replace(job.scenario, seconds_until_done=rendered)
 
 
 def new_marker(name: str) -> str:

@@ -24,14 +24,15 @@ from airflow_provider_veo import api
 
 from ..stack import (
     FIRED,
+    HELD,
     Deployment,
     RunWatch,
     assert_all_succeeded_first_try,
     assert_video_file,
     dump,
+    finish_jobs,
     jobs_with,
     new_marker,
-    peak_jobs_in_flight,
     polled_in,
     posts_with,
     wait_until,
@@ -58,14 +59,13 @@ def sensor_deferred_on(dep: Deployment, run_id: str) -> int | None:
 def test_triggerer_sigterm_hands_the_trigger_over_at_once(deployment: Deployment) -> None:
     dep, emulator = deployment, deployment.emulator
     marker = new_marker("restart-SIGTERM")
-    job_seconds = 40
-    prompt = f"[emu:wait={job_seconds}] A lighthouse beam sweeps across a stormy sea. {marker}"
+    # The job renders until the new triggerer has polled it: however slow the machine, the handover
+    # is seen on a job still rendering, and the test waits for events, not for a clock.
+    prompt = f"{HELD} A lighthouse beam sweeps across a stormy sea. {marker}"
     run_id = dep.trigger(TEXT_TO_VIDEO, {"prompt": prompt, "seconds": "6"})
 
-    old_id = wait_until(lambda: sensor_deferred_on(dep, run_id), 120, "the sensor's trigger to poll")
+    old_id = wait_until(lambda: sensor_deferred_on(dep, run_id), 300, "the sensor's trigger to poll")
     video_id = dep.xcom(TEXT_TO_VIDEO, run_id, "create_video")
-    job_age = time.monotonic() - emulator.jobs[video_id].started
-    assert job_age < job_seconds - 3, f"too slow: the job is {job_age:.0f} s old before the triggerer stops"
     stopped_at = time.time()
     stop_seconds = dep.stop("triggerer")
     # A clean stop ends the triggerer's job at once: its triggers are free for any triggerer now,
@@ -74,19 +74,24 @@ def test_triggerer_sigterm_hands_the_trigger_over_at_once(deployment: Deployment
     [old_state] = [job["state"] for job in old_job if job["id"] == old_id]
     assert old_state != "running", old_state
     dep.start("triggerer", "triggerer")
-    watch = dep.watch_run(TEXT_TO_VIDEO, run_id, timeout=240)
+
+    def polled_by_a_new_triggerer() -> int | None:
+        logs = dep.trigger_logs(TEXT_TO_VIDEO, run_id, SENSOR[0])
+        return next((job for job, log in logs.items() if job != old_id and polled_in(log, video_id)), None)
+
+    new_id = wait_until(polled_by_a_new_triggerer, 300, "a new triggerer to poll the job")
+    finish_jobs(emulator, [video_id])
+    watch = dep.watch_run(TEXT_TO_VIDEO, run_id, timeout=300)
 
     assert_all_succeeded_first_try(watch)
     assert {ti["task_id"] for ti in watch.final} == {"create_video", "wait_for_video", "download_video"}
     assert len(dep.tries(TEXT_TO_VIDEO, run_id, SENSOR[0])) == 1
-    # The old triggerer ran the trigger and did not fire; a new triggerer ran it again and fired once.
+    # The old triggerer ran the trigger and did not fire; the new one ran it again and fired once.
     logs = dep.trigger_logs(TEXT_TO_VIDEO, run_id, SENSOR[0])
-    assert old_id in logs and len(logs) == 2, logs.keys()
-    [new_id] = set(logs) - {old_id}
+    assert set(logs) == {old_id, new_id}, logs.keys()
     assert logs[old_id].count(FIRED) == 0 and not polled_in(logs[old_id], video_id, "'completed'")
-    assert polled_in(logs[new_id], video_id) and logs[new_id].count(FIRED) <= 1
-    assert watch.triggerers[SENSOR][0] == old_id
-    assert watch.triggerers[SENSOR] in ([old_id], [old_id, new_id]), watch.triggerers
+    assert logs[new_id].count(FIRED) <= 1
+    assert set(watch.triggerers.get(SENSOR, [])) <= {new_id}, watch.triggerers
     # One paid request with the run's conf in it, one download, byte for byte what was served; the
     # job was polled again soon after the stop: a clean stop does not wait for a heartbeat to expire.
     [post] = posts_with(emulator, marker)
@@ -118,21 +123,27 @@ def test_a_pool_that_frees_deferred_slots_does_not_cap_the_jobs(deployment: Depl
     """``include_deferred=False`` (the default): a deferred task frees its slot, so the pool limits only
     tasks submitting or downloading, and far more jobs render at CometAPI than the pool has slots."""
     dep, emulator = deployment, deployment.emulator
-    slots, count, job_seconds = 10, 40, 20
+    slots, count = 10, 40
     dep.create_pool(LOAD_POOL, slots, include_deferred=False, description="CometAPI")
     marker = new_marker("load")
-    prompts = [
-        f"[emu:wait={job_seconds}] Load clip {i}: steam over a coffee cup. {marker}" for i in range(count)
-    ]
+    # Every job renders until all tasks wait deferred at once: the test waits for that state, not for
+    # a clock, so a busy machine cannot let early jobs end before the last ones are submitted. A pool
+    # that capped the jobs would never get there, and the run would time out.
+    prompts = [f"{HELD} Load clip {i}: steam over a coffee cup. {marker}" for i in range(count)]
     run_id = dep.trigger(LOAD, {"prompts": prompts})
 
     pool_samples: list[dict[str, int]] = []
+    rendering_at_once: list[int] = []
 
-    def sample_pool(watch: RunWatch) -> None:
+    def sample_pool_and_release(watch: RunWatch) -> None:
         pool = dep.api("GET", f"/api/v2/pools/{LOAD_POOL}")
         pool_samples.append({k: pool[k] for k in ("occupied_slots", "running_slots", "deferred_slots")})
+        if not rendering_at_once and watch.samples and watch.samples[-1][1]["deferred"] == count:
+            jobs = jobs_with(emulator, marker)
+            rendering_at_once.append(sum(job.status not in ("completed", "failed") for job in jobs.values()))
+            finish_jobs(emulator, jobs)
 
-    watch = dep.watch_run(LOAD, run_id, timeout=600, interval=1.0, on_poll=sample_pool)
+    watch = dep.watch_run(LOAD, run_id, timeout=900, interval=1.0, on_poll=sample_pool_and_release)
 
     assert_all_succeeded_first_try(watch)
     assert len([ti for ti in watch.final if ti["task_id"] == "generate_video"]) == count
@@ -142,14 +153,14 @@ def test_a_pool_that_frees_deferred_slots_does_not_cap_the_jobs(deployment: Depl
     assert all(job.downloads == 1 for job in jobs.values())
 
     peak_running, peak_deferred = watch.peak("running"), watch.peak("deferred")
-    in_flight = peak_jobs_in_flight(jobs)
+    [in_flight] = rendering_at_once
     peak_occupied = max(s["occupied_slots"] for s in pool_samples)
     peak_pool_deferred = max(s["deferred_slots"] for s in pool_samples)
     numbers: dict[str, Any] = {
         "tasks": count,
         "pool_slots": slots,
         "parallelism": PARALLELISM,
-        "emulated_job_seconds": job_seconds,
+        "jobs_held_until_every_task_was_deferred": True,
         "run_seconds": round(watch.seconds, 1),
         "peak_running": peak_running,
         "peak_queued": watch.peak("queued"),
