@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import importlib
 import json
 import os
@@ -88,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _results_stream() as out:
             handler(args, out)
+    except api.VeoJobNotFoundError as exc:
+        return _fail(_unknown_id(args, exc))
     except api.VeoError as exc:
         return _fail(str(exc))
     except _not_found_errors() as exc:
@@ -111,7 +114,8 @@ def _status(args: argparse.Namespace, out: TextIO) -> None:
         base = api.base_url_from(connection.host, connection.schema, connection.port)
         content_url = base + api.video_path(job.video_id) + "/content"
     if args.json:
-        _print_json(out, {**job.to_dict(), "state": job.state.value, "content_url": content_url})
+        times = {"created_at": _utc(job.created_at), "completed_at": _utc(job.completed_at)}
+        _print_json(out, {**job.to_dict(), **times, "state": job.state.value, "content_url": content_url})
         return
     error = ": ".join(part for part in (job.error_code, job.error_message) if part) or None
     _print_fields(
@@ -126,8 +130,8 @@ def _status(args: argparse.Namespace, out: TextIO) -> None:
             "video_url": job.video_url,
             "content": content_url and f"{content_url} (with the connection's key)",
             "error": error,
-            "created_at": job.created_at,
-            "completed_at": job.completed_at,
+            "created_at": _utc(job.created_at),
+            "completed_at": _utc(job.completed_at),
         },
     )
     quoted = shlex.quote(job.video_id)
@@ -180,6 +184,25 @@ def _results_stream() -> Iterator[TextIO]:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def _utc(epoch: int | None) -> str | None:
+    """An API time (epoch seconds) as ISO 8601 in UTC, e.g. ``2026-01-31T09:15:00Z``."""
+    if epoch is None:
+        return None
+    return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _unknown_id(args: argparse.Namespace, error: api.VeoJobNotFoundError) -> str:
+    """What "not found" means for an id typed by hand, and what to check."""
+    conn = "" if args.conn_id == "veo_default" else f" --conn-id {shlex.quote(args.conn_id)}"
+    return (
+        f"CometAPI has no video {args.video_id!r} for the connection {args.conn_id!r} ({error}). Check that "
+        "the id is whole and exact (copy it from the task log's 'Submitted video' line, in quotes: ids "
+        "may hold ':'), and that the connection's key and Base URL are those of the account that created "
+        "it. A job created in the last minute may not be stored yet: try again with "
+        f"{PROG} status {shlex.quote(args.video_id)}{conn}"
+    )
 
 
 def _hook(conn_id: str) -> VeoHook:

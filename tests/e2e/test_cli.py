@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +72,10 @@ def test_status_then_download_by_id(emu: VeoEmulator, tmp_path: Path) -> None:
     assert shown["model"] == "veo3.1-fast" and shown["seconds"] == "4"
     assert shown["video_url"].startswith(emu.cdn_url)
     assert "error" not in shown
+    # Times as ISO 8601 in UTC, not the API's epoch seconds.
+    job = emu.jobs[video_id]
+    assert shown["created_at"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.created_at))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", shown["completed_at"])
     assert f"Fetch it with: python -m airflow_provider_veo download {video_id} DESTINATION" in status.stdout
 
     download = cli("download", video_id, f"{tmp_path}/", "--json")
@@ -135,3 +141,19 @@ def test_a_connection_from_the_metadata_db_and_one_that_is_missing(
     finally:
         with create_session() as session:
             session.query(Connection).filter_by(conn_id="veo_from_db").delete()
+
+
+def test_an_unknown_id_says_what_it_means_and_what_to_check(emu: VeoEmulator, tmp_path: Path) -> None:
+    video_id = "veo3.1-fast:1712345678-NoSuchJob"
+    for args in (
+        ("status", video_id),
+        ("download", video_id, f"{tmp_path}/"),
+        ("status", video_id, "--json"),
+    ):
+        result = cli(*args)
+        assert result.returncode == 1 and result.stdout == ""
+        error = result.stderr.splitlines()[-1]
+        assert error.startswith(f"error: CometAPI has no video '{video_id}' for the connection 'veo_default'")
+        assert "task_not_exist" in error  # the API's own words
+        assert "whole and exact" in error and "key and Base URL" in error and "try again" in error
+    assert list(tmp_path.iterdir()) == []
