@@ -93,6 +93,7 @@ def write_manifest(
         "video_id": stored["video_id"],
         "prompt": request.prompt if request else None,
         "model": stored["model"],
+        "upstream_model": stored["upstream_model"],
         "seconds": stored["seconds"],
         "size": stored["size"],
         "input_reference": [

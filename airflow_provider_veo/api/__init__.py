@@ -77,7 +77,13 @@ from airflow_provider_veo.api.models import (
     request_fingerprint,
     sniff_image_type,
 )
-from airflow_provider_veo.api.results import PROMPT_EXCERPT_CHARS, StoredVideo, Usage, prompt_fields
+from airflow_provider_veo.api.results import (
+    PROMPT_EXCERPT_CHARS,
+    StoredVideo,
+    Usage,
+    model_names,
+    prompt_fields,
+)
 from airflow_provider_veo.api.retry import RetryPolicy, Send, Sleep, request_flow
 from airflow_provider_veo.api.urls import (
     DEFAULT_BASE_URL,
@@ -170,6 +176,7 @@ __all__ = [
     "job_state",
     "log",
     "metadata_address",
+    "model_names",
     "orientation",
     "prompt_fields",
     "reference_kind",

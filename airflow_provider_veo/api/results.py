@@ -9,8 +9,12 @@ from typing import TypedDict
 class StoredVideo(TypedDict):
     """The return value (XCom) of the download and generate operators: where the MP4 is and what it is.
 
-    ``model``, ``seconds`` and ``size`` are what the API says of the job, or what was asked where it
-    does not say (the gateway's Veo channels leave ``seconds`` and ``size`` out);
+    ``model`` is the model the task asked for, the name results, manifests, usage and logs share;
+    ``upstream_model`` is the API's own name for the job's model where it says another (the gateway's
+    Gemini channels report Google's id, e.g. ``veo-3.1-fast-generate-preview``), else ``None``. A
+    download task, which knows only the video id, names the model as the API reports it.
+    ``seconds`` and ``size`` are what the API says of the job, or what was asked where it does not
+    say (the gateway's Veo channels leave them out);
     ``duration_seconds``, ``width`` and ``height`` are read from the MP4 itself, ``None`` when its
     ``moov`` box does not say. ``prompt`` and ``input_reference`` say what made the file: the
     prompt whole up to :data:`PROMPT_EXCERPT_CHARS` characters, else its start and an ellipsis
@@ -28,6 +32,7 @@ class StoredVideo(TypedDict):
     sha256: str
     content_type: str
     model: str | None
+    upstream_model: str | None
     seconds: str | None
     size: str | None
     duration_seconds: float | None
@@ -62,3 +67,10 @@ def prompt_fields(prompt: str) -> tuple[str, str]:
     if len(prompt) <= PROMPT_EXCERPT_CHARS:
         return prompt, digest
     return prompt[: PROMPT_EXCERPT_CHARS - 1] + "…", digest
+
+
+def model_names(asked: str | None, reported: str | None) -> tuple[str | None, str | None]:
+    """The ``model`` and ``upstream_model`` of a result: the model asked for (else the one reported),
+    and the API's name for it when that is another."""
+    model = asked or reported
+    return model, reported if reported and reported != model else None

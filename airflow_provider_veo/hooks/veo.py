@@ -379,6 +379,7 @@ class VeoHook(BaseHook):
                 job = self.get_video(video_id)
                 continue
             prompt, prompt_sha256 = api.prompt_fields(request.prompt) if request else (None, None)
+            model, upstream_model = api.model_names(request.model if request else None, job.model)
             stored = StoredVideo(
                 video_id=video_id,
                 uri=written.uri,
@@ -386,7 +387,8 @@ class VeoHook(BaseHook):
                 bytes=written.size,
                 sha256=written.sha256,
                 content_type=written.content_type,
-                model=job.model or (request.model if request else None),
+                model=model,
+                upstream_model=upstream_model,
                 seconds=job.seconds or (str(request.seconds) if request and request.seconds else None),
                 size=job.size or (request.size if request else None),
                 duration_seconds=written.mp4.duration_seconds,

@@ -7,6 +7,7 @@ Every case records its row for ``docs/RELIABILITY.md`` (see ``tests/e2e/reliabil
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,6 +103,11 @@ def test_a_job_from_create_to_download(
     )
     [post] = gateway.posts
     assert dict(post.form)["seconds"] == "4"  # never left to the gateway, which would bill 8
+    # One model name, the one asked for; the gateway's upstream id (its retrieves say it) on its own.
+    assert (outcome.video["model"], outcome.video["upstream_model"]) == (
+        "veo3.1-fast",
+        "veo-3.1-fast-generate-preview",
+    )
     fetches = content_fetches(gateway)
     assert fetches and all(h["authorization"] == f"Bearer {gateway.api_key}" for h in fetches)
     assert not [r for r in gateway.requests if r.listener == "cdn"]
@@ -389,3 +395,13 @@ def test_content_that_never_comes_fails_without_an_airflow_retry(gateway: VeoEmu
         "1 (completed, billed)",
         assert_nothing_left(out),
     )
+
+
+def test_the_manifest_names_the_model_asked_for_and_the_upstream_one_apart(
+    gateway: VeoEmulator, out: Path
+) -> None:
+    outcome = generate(out, write_manifest=True)
+    assert outcome.error is None and outcome.video is not None
+    manifest = json.loads(Path(outcome.video["uri"]).with_suffix(".json").read_text())
+    assert (manifest["model"], manifest["upstream_model"]) == ("veo3.1-fast", "veo-3.1-fast-generate-preview")
+    assert outcome.video["model"] == manifest["model"] == outcome.video["usage"]["model"]

@@ -994,3 +994,18 @@ def test_prompt_fields_keep_short_prompts_whole_and_cut_long_ones() -> None:
     excerpt, long_digest = api.prompt_fields(long_prompt)
     assert len(excerpt) == api.PROMPT_EXCERPT_CHARS and excerpt.endswith("…")
     assert long_digest != digest
+
+
+@pytest.mark.parametrize(
+    ("asked", "reported", "names"),
+    [
+        ("veo3.1-fast", "veo-3.1-fast-generate-preview", ("veo3.1-fast", "veo-3.1-fast-generate-preview")),
+        ("veo3.1-fast", "veo3.1-fast", ("veo3.1-fast", None)),
+        ("veo3.1", None, ("veo3.1", None)),  # the gateway's create answer may name none
+        (None, "veo-3.1-generate-preview", ("veo-3.1-generate-preview", None)),  # a download knows no ask
+    ],
+)
+def test_a_result_names_the_model_asked_for_and_the_apis_own_apart(
+    asked: str | None, reported: str | None, names: tuple[str | None, str | None]
+) -> None:
+    assert api.model_names(asked, reported) == names

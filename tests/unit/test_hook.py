@@ -664,6 +664,7 @@ def test_download_from_video_url(
         "sha256": hashlib.sha256(content).hexdigest(),
         "content_type": "video/mp4",
         "model": "veo3.1",
+        "upstream_model": None,
         "seconds": "8",
         "size": "1920x1080",
         "duration_seconds": None,
