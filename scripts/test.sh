@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
-# Run ruff, mypy --strict on the package, and the whole test suite (unit, end-to-end against the
-# emulator, the deployments); arguments go to pytest.
+# What a contributor runs before sending a change: ruff, mypy --strict on the package, and the unit,
+# emulator and end-to-end tests (DAG runs with dag.test() against the emulator). About 7 minutes on
+# 2 idle cores, under 15 with a load average of 15; it needs nothing but Python.
+#
+# The deployment groups (real multi-process Airflow with SQLite or Celery, object-store servers,
+# browsers, the benchmark's quick mode) are left out by their markers; they have their own command,
+# scripts/test_deployments.sh.
+#
+# Arguments go to pytest after that selection: paths or -k narrow it, and a -m of your own replaces
+# it (pytest keeps the last -m): `bash scripts/test.sh -m ""` runs every test pytest finds.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/bootstrap.sh"
@@ -13,4 +21,5 @@ if [ "$airflow_version" = "$VEO_NEWEST_AIRFLOW" ]; then
 else
     echo "mypy: skipped on Airflow $airflow_version (checked on $VEO_NEWEST_AIRFLOW)"
 fi
-exec "$VEO_PYTHON" -m pytest "$@"
+# The markers of scripts/test_deployments.sh's groups.
+exec "$VEO_PYTHON" -m pytest -m "not deployment and not objectstore and not browser and not benchmark" "$@"

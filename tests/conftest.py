@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from airflow_provider_veo.testing.runner import airflow_environment
 
 # The provider's pytest fixture (veo_emulator) is opt-in, as for any user of the provider. An install
@@ -56,3 +58,10 @@ os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 # The emulator finishes jobs at once: tests poll it faster than the 1-second floor a real API gets.
 os.environ["AIRFLOW__VEO__MIN_POLL_INTERVAL"] = "0.01"
 os.environ.pop("AIRFLOW_CONN_VEO_DEFAULT", None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The markers of the groups ``scripts/test.sh`` leaves out and ``scripts/test_deployments.sh`` runs
+    (``deployment`` and ``celery`` are registered by ``tests/deployment/``)."""
+    config.addinivalue_line("markers", "benchmark: the benchmark's quick mode (minutes; checks the script)")
+    config.addinivalue_line("markers", "browser: drives Airflow's UI in a real browser (Debian's chromium)")

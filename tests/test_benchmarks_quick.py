@@ -11,7 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.benchmark
 
 
 def test_quick_benchmark_runs_and_prints_its_tables() -> None:
