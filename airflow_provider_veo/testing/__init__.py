@@ -7,8 +7,9 @@ importing the HTTP server.
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from airflow_provider_veo.testing.sample import SAMPLE_MP4
 
 if TYPE_CHECKING:
     from airflow_provider_veo.testing.emulator import (
@@ -19,9 +20,6 @@ if TYPE_CHECKING:
         VeoEmulator,
     )
 
-#: A real 1.5-second 320x180 H.264 MP4 at 24 fps: what the emulator serves, its movie header rewritten
-#: to say the duration and frame size each job asked for (see ``emulator.bodies.Clip``).
-SAMPLE_MP4 = Path(__file__).parent / "data" / "sample.mp4"
 
 __all__ = ["SAMPLE_MP4", "EmulatedJob", "FilePart", "RecordedRequest", "Scenario", "VeoEmulator"]
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from airflow_provider_veo.testing import SAMPLE_MP4
+from airflow_provider_veo.testing.sample import SAMPLE_MP4
 
 #: The first 32 bytes of a real MP4 (the ``ftyp`` box of ``sample.mp4``): every body starts with them.
 FTYP_HEADER = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41"

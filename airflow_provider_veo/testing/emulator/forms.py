@@ -14,11 +14,6 @@ from urllib.parse import parse_qsl
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from airflow_provider_veo.testing.emulator.models import MAX_REFERENCE_BYTES
-
-#: Create bodies above this are refused with 413 (two 20 MiB references fit comfortably).
-MAX_BODY_BYTES = 2 * MAX_REFERENCE_BYTES + 8 * 1024 * 1024
-
 
 @dataclass
 class Part:
@@ -50,20 +45,20 @@ class BodyError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def read_body(headers: Message, stream: BufferedIOBase) -> bytes:
-    """The whole request body, by its Content-Length or its chunked framing, up to :data:`MAX_BODY_BYTES`."""
+def read_body(headers: Message, stream: BufferedIOBase, limit: int) -> bytes:
+    """The whole request body, by its Content-Length or its chunked framing; over ``limit`` bytes, a 413."""
     if headers.get("Transfer-Encoding", "").lower() == "chunked":
-        return _read_chunked(stream)
+        return _read_chunked(stream, limit)
     try:
         length = int(headers.get("Content-Length") or 0)
     except ValueError:
         raise BodyError(400, "invalid_request", "Invalid Content-Length") from None
-    if length > MAX_BODY_BYTES:
-        raise BodyError(413, "request_too_large", f"The request body is over {MAX_BODY_BYTES} bytes")
+    if length > limit:
+        raise BodyError(413, "request_too_large", f"The request body is over {limit} bytes")
     return stream.read(length)
 
 
-def _read_chunked(stream: BufferedIOBase) -> bytes:
+def _read_chunked(stream: BufferedIOBase, limit: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while True:
@@ -76,8 +71,8 @@ def _read_chunked(stream: BufferedIOBase) -> bytes:
                 pass  # Trailers.
             return b"".join(chunks)
         total += size
-        if total > MAX_BODY_BYTES:
-            raise BodyError(413, "request_too_large", f"The request body is over {MAX_BODY_BYTES} bytes")
+        if total > limit:
+            raise BodyError(413, "request_too_large", f"The request body is over {limit} bytes")
         chunks.append(stream.read(size))
         stream.readline(1024)
 

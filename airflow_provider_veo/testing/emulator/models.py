@@ -23,6 +23,8 @@ DEFAULT_SECONDS = "4"
 DEFAULT_SIZE = "1280x720"
 #: Reference images over this size are refused, as upstream Veo does.
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
+#: Create bodies above this are refused with 413 (two 20 MiB references fit comfortably).
+MAX_BODY_BYTES = 2 * MAX_REFERENCE_BYTES + 8 * 1024 * 1024
 #: How many ``input_reference`` items a model missing from :data:`MODELS` takes.
 UNKNOWN_MODEL_MAX_REFERENCES = 2
 

@@ -23,7 +23,7 @@ from airflow_provider_veo.testing.emulator.backend import Backend, EmulatedJob
 from airflow_provider_veo.testing.emulator.bodies import Clip, expected_sha256, video_chunks, video_size
 from airflow_provider_veo.testing.emulator.docs_profile import DocsResponses
 from airflow_provider_veo.testing.emulator.forms import BodyError, Form, read_body, read_form
-from airflow_provider_veo.testing.emulator.models import VIDEOS_PATH
+from airflow_provider_veo.testing.emulator.models import MAX_BODY_BYTES, VIDEOS_PATH
 from airflow_provider_veo.testing.emulator.newapi_profile import NewApiResponses
 from airflow_provider_veo.testing.emulator.records import FilePart, RecordedRequest, Recorder
 from airflow_provider_veo.testing.emulator.responses import (
@@ -209,7 +209,7 @@ class _ApiHandler(_Handler):
     def do_POST(self) -> None:
         responses = self.server.responses
         try:
-            body = read_body(self.headers, self.rfile)
+            body = read_body(self.headers, self.rfile, MAX_BODY_BYTES)
         except BodyError as error:
             self._start_record()
             self.close_connection = True  # The rest of the body was not read.
@@ -225,7 +225,7 @@ class _ApiHandler(_Handler):
 
     def _unsupported(self) -> None:
         try:
-            read_body(self.headers, self.rfile)
+            read_body(self.headers, self.rfile, MAX_BODY_BYTES)
         except BodyError:
             self.close_connection = True
         self._start_record()
