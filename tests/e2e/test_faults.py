@@ -115,7 +115,7 @@ def assert_retry_after_honoured(requests: list[Any], expected_429: int) -> None:
         assert requests[i + 1].at - requests[i].at >= RETRY_AFTER - 0.01, (requests[i].at, requests[i + 1].at)
 
 
-def let_slow_answers_finish(emu: VeoEmulator, seconds: float = 5.0) -> None:
+def let_slow_answers_finish(emu: VeoEmulator, seconds: float = 60.0) -> None:
     """Wait until the emulator has answered every API request, so none outlives the test's emulator."""
     deadline = time.monotonic() + seconds
     while any(r.status is None for r in emu.requests if r.listener == "api"):
@@ -123,7 +123,7 @@ def let_slow_answers_finish(emu: VeoEmulator, seconds: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def wait_for_jobs(emu: VeoEmulator, count: int, seconds: float = 5.0) -> int:
+def wait_for_jobs(emu: VeoEmulator, count: int, seconds: float = 60.0) -> int:
     """Jobs the emulator made, once it has finished answering a request the client gave up on."""
     deadline = time.monotonic() + seconds
     while len(emu.jobs) < count and time.monotonic() < deadline:

@@ -163,13 +163,15 @@ def test_an_unknown_id_is_404(emu: VeoEmulator) -> None:
 
 
 def test_seconds_until_done_finishes_on_the_clock(emu: VeoEmulator) -> None:
-    emu.scenario = Scenario(seconds_until_done=0.4, polls_until_done=100)
+    """The job's age moves it along; the test ages it by moving its start back, never by sleeping."""
+    emu.scenario = Scenario(seconds_until_done=100, polls_until_done=1000)
     video_id = created_id(emu)
-    assert get(emu, video_id).json()["status"] == "queued"
-    time.sleep(0.2)
+    job = emu.jobs[video_id]  # the live job
+    assert get(emu, video_id).json()["status"] == "queued"  # the first fifth of its time
+    job.started -= 50
     running = get(emu, video_id).json()
-    assert running["status"] == "in_progress" and 40 <= running["progress"] < 100
-    time.sleep(0.25)
+    assert running["status"] == "in_progress" and 50 <= running["progress"] < 100
+    job.started -= 50
     assert get(emu, video_id, "/content").status_code == 200  # Done without another retrieve.
     assert get(emu, video_id).json()["status"] == "completed"
 

@@ -30,7 +30,7 @@ def _events(trigger: VeoTaskTrigger) -> list[dict[str, Any]]:
     async def collect() -> list[dict[str, Any]]:
         return [event.payload async for event in trigger.run()]
 
-    return asyncio.run(asyncio.wait_for(collect(), timeout=10))
+    return asyncio.run(asyncio.wait_for(collect(), timeout=120))
 
 
 def _responses(*answers: Answer | str) -> LoopbackApi:
