@@ -3,8 +3,8 @@
 # emulator and end-to-end tests (DAG runs with dag.test() against the emulator). About 7 minutes on
 # 2 idle cores, under 15 with a load average of 15; it needs nothing but Python.
 #
-# The deployment groups (real multi-process Airflow with SQLite or Celery, object-store servers,
-# browsers, the benchmark's quick mode) are left out by their markers; they have their own command,
+# The deployment groups (real multi-process Airflow with SQLite or Celery and the UI in a browser,
+# object-store servers, the benchmark's quick mode) are left out by their markers; they have their own command,
 # scripts/test_deployments.sh.
 #
 # Arguments go to pytest after that selection: paths or -k narrow it, and a -m of your own replaces
@@ -22,4 +22,4 @@ else
     echo "mypy: skipped on Airflow $airflow_version (checked on $VEO_NEWEST_AIRFLOW)"
 fi
 # The markers of scripts/test_deployments.sh's groups.
-exec "$VEO_PYTHON" -m pytest -m "not deployment and not objectstore and not browser and not benchmark" "$@"
+exec "$VEO_PYTHON" -m pytest -m "not deployment and not objectstore and not benchmark" "$@"

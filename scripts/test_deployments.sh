@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # The test groups scripts/test.sh leaves out: each needs more than Python and takes minutes of its own.
 #
-#   sqlite       a real deployment (api-server, scheduler, dag-processor, triggerers as processes) on
-#                SQLite and LocalExecutor, and the connection form in Debian's chromium   (-m "deployment and not celery")
+#   sqlite       real deployments (api-server, scheduler, dag-processor, triggerers as processes) on
+#                SQLite and LocalExecutor, and the UI in Debian's chromium                (-m "deployment and not celery")
 #   celery       PostgreSQL, Redis, CeleryExecutor, two workers and two triggerers        (-m celery)
 #   objectstore  generate to S3, GCS and Azure servers on loopback                        (-m objectstore)
-#   browser      the UI in a real browser, outside a deployment                            (-m "browser and not deployment")
 #   benchmark    benchmarks/run.py --quick still runs (it checks the benchmark, not speed) (-m benchmark)
 #
 # Usage: bash scripts/test_deployments.sh [GROUP...] [-- PYTEST ARGS]   (no group: all, in that order)
 # The deployments need Airflow 3.3+ and Debian's chromium, postgresql and redis-server
-# (bash scripts/install_ci_system_packages.sh); the object stores their servers (see the README).
+# (bash scripts/install_ci_system_packages.sh); the object stores their servers (as .ci/run installs them).
 # Without them, those tests are skipped saying why. Every group runs even if one fails; the times and
 # outcomes are printed at the end, and the exit status is 1 if any group failed.
 set -euo pipefail
@@ -22,10 +21,9 @@ declare -A selection=(
     [sqlite]="deployment and not celery"
     [celery]="celery"
     [objectstore]="objectstore"
-    [browser]="browser and not deployment"
     [benchmark]="benchmark"
 )
-all=(sqlite celery objectstore browser benchmark)
+all=(sqlite celery objectstore benchmark)
 
 groups=()
 while [ $# -gt 0 ]; do

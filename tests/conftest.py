@@ -64,4 +64,3 @@ def pytest_configure(config: pytest.Config) -> None:
     """The markers of the groups ``scripts/test.sh`` leaves out and ``scripts/test_deployments.sh`` runs
     (``deployment`` and ``celery`` are registered by ``tests/deployment/``)."""
     config.addinivalue_line("markers", "benchmark: the benchmark's quick mode (minutes; checks the script)")
-    config.addinivalue_line("markers", "browser: drives Airflow's UI in a real browser (Debian's chromium)")

@@ -50,6 +50,7 @@ def _stored(**fields: Any) -> StoredVideo:
         "sha256": "ab" * 32,
         "content_type": "video/mp4",
         "model": "veo3.1",
+        "upstream_model": None,
         "seconds": "8",
         "size": "1280x720",
         "duration_seconds": 8.0,
