@@ -1,8 +1,7 @@
-"""The steps every wait for a job shares: poll once, wait in the worker, or hand the wait to the triggerer.
+"""Hand a task's wait for its job to the triggerer, within the time the task has left.
 
-The create-and-wait operator, the sensor and the trigger all poll through :func:`poll_once` (or
-:func:`apoll_once` in the event loop), so a "not found yet" or an outage means the same thing to
-each, and :class:`~airflow_provider_veo.api.JobWatch` decides what to do with it.
+Reading the job while waiting, in the worker or in the trigger, is :mod:`.polling`'s; this module only
+builds the deferral, so the trigger's module never imports it back.
 """
 
 from __future__ import annotations
@@ -11,41 +10,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_veo.api import (
-    JobEvent,
-    JobWatch,
-    Logger,
-    PollOutcome,
-    VeoJobNotFoundError,
-    VeoModelAccessError,
-    VeoTransientError,
-    VideoJob,
-)
-
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context
 
-    from airflow_provider_veo.hooks.veo import VeoAsyncClient, VeoHook
-
 #: Extra time the deferral gets beyond the trigger's own deadline, so the trigger reports the timeout.
 DEFERRAL_GRACE = timedelta(seconds=60)
-
-
-def poll_once(hook: VeoHook, video_id: str) -> PollOutcome:
-    """Read the job once; an outage, a "not found" or a model-limited key's refusal is an outcome for the
-    watch, not an exception."""
-    try:
-        return hook.get_video(video_id)
-    except (VeoTransientError, VeoJobNotFoundError, VeoModelAccessError) as exc:
-        return exc
-
-
-async def apoll_once(client: VeoAsyncClient, video_id: str) -> PollOutcome:
-    """The event-loop twin of :func:`poll_once`."""
-    try:
-        return await client.get_video(video_id)
-    except (VeoTransientError, VeoJobNotFoundError, VeoModelAccessError) as exc:
-        return exc
 
 
 def time_left(operator: BaseOperator, context: Context, timeout: float) -> float:
@@ -93,21 +62,3 @@ def defer_to_trigger(
         kwargs=resume_kwargs,
         timeout=timedelta(seconds=seconds) + DEFERRAL_GRACE,
     )
-
-
-def wait_in_worker(
-    hook: VeoHook,
-    job: VideoJob,
-    *,
-    poll_interval: float,
-    timeout: float,
-    log: Logger,
-    visible_by: float | None,
-) -> JobEvent:
-    """Poll in the worker (``deferrable=False``) with the trigger's own decisions, until the job ends."""
-    watch = JobWatch(job.video_id, poll_interval, time.time() + timeout, log, visible_by=visible_by)
-    outcome: PollOutcome = job
-    while not isinstance(step := watch.after_poll(outcome), dict):
-        time.sleep(step)
-        outcome = poll_once(hook, job.video_id)
-    return step

@@ -35,7 +35,8 @@ from airflow_provider_veo.operator_support import (
 )
 from airflow_provider_veo.operators import durable
 from airflow_provider_veo.operators.durable import Submission, SubmitPolicy, submit_or_resume
-from airflow_provider_veo.waiting import defer_to_trigger, time_left, wait_in_worker
+from airflow_provider_veo.polling import wait_in_worker
+from airflow_provider_veo.waiting import defer_to_trigger, time_left
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -22,7 +22,8 @@ from airflow_provider_veo.operator_support import (
     min_poll_interval,
     task_outcomes,
 )
-from airflow_provider_veo.waiting import defer_to_trigger, poll_once
+from airflow_provider_veo.polling import poll_once
+from airflow_provider_veo.waiting import defer_to_trigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -14,7 +14,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_veo import api
 from airflow_provider_veo.api import JobWatch, VeoError
-from airflow_provider_veo.waiting import apoll_once
+from airflow_provider_veo.polling import apoll_once
 
 _HOOK_MODULE = "airflow_provider_veo.hooks.veo"
 _CLIENT_MODULE = "airflow_provider_veo.hooks.async_client"

@@ -11,7 +11,7 @@ from unittest import mock
 
 import pytest
 
-from airflow_provider_veo import api, waiting
+from airflow_provider_veo import api, polling
 from airflow_provider_veo.api import (
     VeoSubmissionUncertainError,
     VeoTimeoutError,
@@ -140,7 +140,7 @@ def _generate(hook: Any, **kwargs: Any) -> VeoGenerateVideoOperator:
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     recorded: list[float] = []
-    monkeypatch.setattr(waiting, "time", SimpleNamespace(time=time.time, sleep=recorded.append))
+    monkeypatch.setattr(polling, "time", SimpleNamespace(time=time.time, sleep=recorded.append))
     return recorded
 
 
