@@ -196,7 +196,7 @@ def _utc(epoch: int | None) -> str | None:
 def _unknown_id(args: argparse.Namespace, error: api.VeoJobNotFoundError) -> str:
     """What "not found" means for an id typed by hand, and what to check."""
     conn = "" if args.conn_id == "veo_default" else f" --conn-id {shlex.quote(args.conn_id)}"
-    return (
+    return api.shown(
         f"CometAPI has no video {args.video_id!r} for the connection {args.conn_id!r} ({error}). Check that "
         "the id is whole and exact (copy it from the task log's 'Submitted video' line, in quotes: ids "
         "may hold ':'), and that the connection's key and Base URL are those of the account that created "
