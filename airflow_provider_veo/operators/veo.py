@@ -219,6 +219,7 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
         from airflow_provider_veo.destinations import try_started_at
 
         target = destination.file_for(job.video_id)
+        advised: tuple[type[BaseException], ...] = (VeoError, *_interruptions())
         try:
             if removed := target.remove_stale_parts(older_than=try_started_at(context)):
                 self.log.warning(
@@ -235,7 +236,7 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
             context["ti"].xcom_push(key=UNDELIVERABLE_XCOM_KEY, value=str(exc))
             exc.args = (f"{exc} It cannot be fetched: downloading it again does not help.",)
             raise
-        except (VeoError, *_interruptions()) as exc:
+        except advised as exc:
             # An execution_timeout or a SIGTERM while storing stays what it is, with the advice added.
             if job.state is JobState.SUCCEEDED:
                 exc.args = (f"{exc}. {_paid_for(job.video_id, destination.written)}".lstrip(". "),)
@@ -292,7 +293,7 @@ def _interruptions() -> tuple[type[BaseException], ...]:
     try:
         from airflow.sdk.exceptions import AirflowTaskTerminated, AirflowTaskTimeout
     except ImportError:  # Airflow 3.1
-        from airflow.exceptions import AirflowTaskTerminated, AirflowTaskTimeout
+        from airflow.exceptions import AirflowTaskTerminated, AirflowTaskTimeout  # type: ignore[no-redef]
     return AirflowTaskTimeout, AirflowTaskTerminated
 
 
