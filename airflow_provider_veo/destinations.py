@@ -12,7 +12,11 @@ Publishing is all-or-nothing by construction: the bytes go to a temporary file f
 the destination only once the caller has verified it. Locally that is a rename in the same folder;
 on an object store it is the filesystem's own upload of a whole file (``fs.put_file``: one PUT, or a
 multipart/resumable/block upload that s3fs, gcsfs and adlfs commit only at its end and abort on
-error), never a write through an open file object, which s3fs commits when an error closes it.
+error), never a write through an open file object, which s3fs commits when an error closes it. The
+upload holds a few parts in memory whatever the video weighs, and whatever interrupts the task
+(its execution timeout, a SIGTERM) cancels it and aborts what it started, rather than leaving it to
+commit in the background after the task failed. A store's error is reported as what it says, and
+an object found whole at the key after an error is taken as stored.
 """
 
 from __future__ import annotations
