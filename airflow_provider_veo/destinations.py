@@ -725,8 +725,9 @@ async def _cancellable(fs: AbstractFileSystem, call: Coroutine[Any, Any, T]) -> 
                 await asyncio.wait_for(_abort_uploads(fs, started), ABORT_DEADLINE)
             except Exception as exc:
                 log.warning(
-                    "Could not abort the unfinished multipart upload(s) %s within %.0f s (%s: %s); a "
-                    "bucket lifecycle rule (AbortIncompleteMultipartUpload) removes them",
+                    "The abort of the unfinished multipart upload(s) %s was not confirmed within %.0f s "
+                    "(%s: %s): a store that is only slow still applies it; otherwise a bucket lifecycle "
+                    "rule (AbortIncompleteMultipartUpload) removes them",
                     started,
                     ABORT_DEADLINE,
                     type(exc).__name__,
