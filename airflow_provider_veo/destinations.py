@@ -12,12 +12,18 @@ Publishing is all-or-nothing by construction: the bytes go to a temporary file f
 the destination only once the caller has verified it. Locally that is a rename in the same folder;
 on an object store it is the filesystem's own upload of a whole file (``fs.put_file``: one PUT, or a
 multipart/resumable/block upload that s3fs, gcsfs and adlfs commit only at its end and abort on
-error), never a write through an open file object, which s3fs commits when an error closes it.
+error), never a write through an open file object, which s3fs commits when an error closes it. The
+upload holds a few parts in memory whatever the video weighs, and whatever interrupts the task
+(its execution timeout, a SIGTERM) cancels it and aborts what it started, rather than leaving it to
+commit in the background after the task failed. A store's error is reported as what it says, and
+an object found whole at the key after an error is taken as stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import errno
 import hashlib
 import logging
@@ -25,12 +31,14 @@ import os
 import re
 import secrets
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit
 
 from airflow_provider_veo.api import VeoError, VeoInputError, video_filename
@@ -47,6 +55,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Temporary files are ``.<name>.<12 hex digits>.part``; object stores' are prefixed with a digest of
 #: the target, as they share the system's temp folder.
@@ -426,9 +435,9 @@ class ObjectStoreDestination(Destination):
         fs = self.filesystem(field="destination")
         probe = f"{self._fs_path(fs, self._folder_key)}{self._FOLDER_PROBE}{secrets.token_hex(_TOKEN_BYTES)}"
         try:
-            fs.pipe_file(probe, b"")
+            _call(fs, "pipe_file", probe, b"")
         except Exception as exc:
-            raise self._refusal(exc, before_paying=True) from exc
+            raise self._refusal(exc, before_paying=True, fs=fs) from exc
         try:
             fs.rm_file(probe)
         except Exception as exc:
@@ -488,13 +497,43 @@ class ObjectStoreDestination(Destination):
         return f".veo-{digest}-{self.name}."
 
     def _publish(self, staged: Path) -> None:
+        """Upload the staged file whole, in bounded memory, cancelled and aborted if interrupted.
+
+        A store error does not prove the upload failed (a retried commit may find it already done):
+        the object at the key with the file's size means it succeeded."""
         fs = self.filesystem()
-        # adlfs refuses to replace an existing blob unless told to; the other stores replace it.
-        options = {"overwrite": True} if self.protocol in _AZURE_SCHEMES else {}
+        path = self._fs_path(fs, self.key)
+        size = staged.stat().st_size
         try:
-            fs.put_file(str(staged), self._fs_path(fs, self.key), **options)
+            _call(fs, "put_file", str(staged), path, **self._upload_options(size))
         except Exception as exc:
-            raise self._refusal(exc, before_paying=False) from exc
+            found = _stored_size(fs, path)
+            if found == size:
+                log.warning(
+                    "The store answered %s: %s to the upload of %s, but the object is at its key, whole "
+                    "(%d bytes): taking it as stored",
+                    type(exc).__name__,
+                    exc,
+                    self.uri,
+                    size,
+                )
+                return
+            raise self._refusal(exc, before_paying=False, fs=fs, checked_key=found is not _UNKNOWN) from exc
+
+    def _upload_options(self, size: int) -> dict[str, Any]:
+        """The store's own knobs that bound an upload's memory to a few parts, whatever the file weighs.
+
+        s3fs reads ``max_concurrency`` parts of ``chunksize`` at once (10 of 50 MiB by default), gcsfs
+        one chunk (50 MiB), adlfs up to 128 blocks at once; S3 takes at most 10,000 parts."""
+        if self.protocol in _S3_SCHEMES:
+            chunk = max(UPLOAD_PART_BYTES, -(-size // _S3_MAX_PARTS))
+            return {"chunksize": chunk, "max_concurrency": UPLOAD_CONCURRENCY}
+        if self.protocol in _GCS_SCHEMES:
+            return {"chunksize": UPLOAD_PART_BYTES}
+        if self.protocol in _AZURE_SCHEMES:
+            # adlfs refuses to replace an existing blob unless told to; the other stores replace it.
+            return {"overwrite": True, "max_concurrency": UPLOAD_CONCURRENCY}
+        return {}
 
     # -- the store's kind ------------------------------------------------------------------------
 
@@ -524,12 +563,19 @@ class ObjectStoreDestination(Destination):
         is_folder = not key or key.endswith("/")
         return stripped + ("/" if is_folder and not stripped.endswith("/") else "")
 
-    def _refusal(self, exc: Exception, *, before_paying: bool) -> VeoError:
-        """What a failed write means: the bucket missing, no permission, or the store unreachable."""
+    def _refusal(
+        self, exc: Exception, *, before_paying: bool, fs: AbstractFileSystem, checked_key: bool = True
+    ) -> VeoError:
+        """What a failed write means, saying only what is known: the bucket missing (asked of the store,
+        never guessed from a "not found", which may be a part or an upload that is gone), no
+        permission, or the store's own error, retryable."""
         where = f"{self.uri}" + (f" (connection {self.conn_id!r})" if self.conn_id else "")
         what = f"{type(exc).__name__}: {exc}"
         status = getattr(exc, "status_code", None) or getattr(exc, "code", None)
-        if isinstance(exc, FileNotFoundError) or getattr(exc, "errno", None) == errno.ENOENT or status == 404:
+        not_found = (
+            isinstance(exc, FileNotFoundError) or getattr(exc, "errno", None) == errno.ENOENT or status == 404
+        )
+        if not_found and _bucket_exists(fs, self._fs_path(fs, "")) is False:
             message, retryable = f"the bucket or container of {where} does not exist ({what})", False
         elif (
             isinstance(exc, PermissionError)
@@ -544,9 +590,12 @@ class ObjectStoreDestination(Destination):
             return VeoInputError("destination", message)
         if before_paying:
             return VeoStorageError(f"Cannot check the destination before paying: {message}", retryable=True)
-        return VeoStorageError(
-            f"Could not upload the video: {message}; nothing was left there", retryable=retryable
+        left = (
+            "nothing was left there"
+            if checked_key
+            else "the store could not be asked whether anything is at the key"
         )
+        return VeoStorageError(f"Could not upload the video: {message}; {left}", retryable=retryable)
 
     def _s3_url(self) -> str:
         endpoint = _s3_endpoint(self.filesystem())
@@ -595,6 +644,148 @@ class ObjectStoreDestination(Destination):
         if not url or re.search(r"\.blob\.core\.windows\.net", str(url)):
             return None
         return str(url)
+
+
+# -- running a filesystem's calls: bounded, cancellable, all-or-nothing --------------------------
+
+#: An upload's part (or chunk, or block batch) size and the parts in flight: the memory an upload takes
+#: is about their product (64 MiB), whatever the video weighs; parts of 16 MiB keep S3 and GCS fast.
+UPLOAD_PART_BYTES = 16 << 20
+UPLOAD_CONCURRENCY = 4
+_S3_MAX_PARTS = 10_000
+#: How long an interrupted upload may spend aborting what it started (S3's multipart uploads).
+ABORT_DEADLINE = 20.0
+#: How long a question to the store after a failed upload may take (is the object there, the bucket?).
+CHECK_DEADLINE = 30.0
+#: The multipart uploads that the running upload started: ``(bucket, key, upload id)``.
+_STARTED_UPLOADS: contextvars.ContextVar[list[tuple[str, str, str]]] = contextvars.ContextVar(
+    "veo_started_uploads"
+)
+
+
+def _call(
+    fs: AbstractFileSystem, method: str, *args: Any, deadline: float | None = None, **kwargs: Any
+) -> Any:
+    """``fs.<method>(*args, **kwargs)``; for an async filesystem (s3fs, gcsfs, adlfs), its coroutine run
+    on fsspec's IO loop so that whatever interrupts this thread (Airflow's execution timeout, a
+    SIGTERM, any exception) cancels it, instead of leaving it to run, and maybe commit, in the
+    background; what it started is aborted before the interruption goes on. ``deadline`` bounds it."""
+    from fsspec.asyn import AsyncFileSystem  # type: ignore[import-untyped]
+
+    loop = getattr(fs, "loop", None) if isinstance(fs, AsyncFileSystem) else None
+    if loop is None or fs.asynchronous or not loop.is_running():
+        return getattr(fs, method)(*args, **kwargs)
+    coroutine = _cancellable(fs, getattr(fs, f"_{method}")(*args, **kwargs))
+    return _run_on_loop(loop, coroutine if deadline is None else asyncio.wait_for(coroutine, deadline))
+
+
+def _run_on_loop(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
+    """The coroutine's result, waited for in slices a signal can interrupt; on any interruption the
+    coroutine is cancelled and given :data:`ABORT_DEADLINE` to clean up before the interruption goes on."""
+    finished = threading.Event()
+    tasks: list[asyncio.Task[T]] = []
+
+    def start() -> None:
+        task = loop.create_task(coroutine)
+        task.add_done_callback(lambda _: finished.set())
+        tasks.append(task)
+
+    def cancel() -> None:
+        for task in tasks:
+            task.cancel()
+
+    loop.call_soon_threadsafe(start)
+    try:
+        while not finished.wait(1.0):
+            pass
+    except BaseException:
+        loop.call_soon_threadsafe(cancel)  # after start(): the loop runs its callbacks in order
+        if not finished.wait(ABORT_DEADLINE + 5):
+            log.warning("The store's call did not end within %.0f s of being cancelled", ABORT_DEADLINE + 5)
+        raise
+    return tasks[0].result()
+
+
+async def _cancellable(fs: AbstractFileSystem, call: Coroutine[Any, Any, T]) -> T:
+    """Await the filesystem's call; if it fails or is cancelled, abort the S3 multipart uploads it
+    started (s3fs aborts its own on an error, never on a cancellation). gcsfs's resumable upload and
+    adlfs's staged blocks commit nothing until their last request, so cancelling them leaves nothing."""
+    started: list[tuple[str, str, str]] = []
+    token = _STARTED_UPLOADS.set(started)
+    try:
+        if _is_s3fs(fs):
+            await fs.set_session()
+            fs.s3.meta.events.register(
+                "after-call.s3.CreateMultipartUpload", _note_multipart_upload, unique_id=_NOTE_UPLOADS_ID
+            )
+        return await call
+    except BaseException:
+        if started:
+            try:
+                await asyncio.wait_for(_abort_uploads(fs, started), ABORT_DEADLINE)
+            except Exception as exc:
+                log.warning(
+                    "The abort of the unfinished multipart upload(s) %s was not confirmed within %.0f s "
+                    "(%s: %s): a store that is only slow still applies it; otherwise a bucket lifecycle "
+                    "rule (AbortIncompleteMultipartUpload) removes them",
+                    started,
+                    ABORT_DEADLINE,
+                    type(exc).__name__,
+                    exc,
+                )
+        raise
+    finally:
+        _STARTED_UPLOADS.reset(token)
+
+
+_NOTE_UPLOADS_ID = "airflow-provider-veo-started-uploads"
+
+
+def _note_multipart_upload(parsed: dict[str, Any], **kwargs: Any) -> None:
+    """botocore's hook after ``CreateMultipartUpload``: the upload id, kept for an abort if the
+    upload of this task (the context variable is its own) does not end."""
+    started = _STARTED_UPLOADS.get(None)
+    if started is not None and parsed.get("UploadId"):
+        started.append((str(parsed.get("Bucket")), str(parsed.get("Key")), str(parsed["UploadId"])))
+
+
+async def _abort_uploads(fs: Any, started: list[tuple[str, str, str]]) -> None:
+    for bucket, key, upload_id in started:
+        try:
+            await fs._abort_mpu(bucket, key, upload_id)
+        except FileNotFoundError:  # already aborted (by s3fs on an error) or completed
+            continue
+        log.info("Aborted the unfinished multipart upload %s of s3://%s/%s", upload_id, bucket, key)
+
+
+def _is_s3fs(fs: AbstractFileSystem) -> bool:
+    return hasattr(fs, "_abort_mpu") and hasattr(fs, "set_session")
+
+
+def _stored_size(fs: AbstractFileSystem, path: str) -> int | object | None:
+    """The size of the object at ``path``, ``None`` if there is none, or :data:`_UNKNOWN` if the store
+    cannot say (within :data:`CHECK_DEADLINE`)."""
+    try:
+        fs.invalidate_cache(path)
+        info = _call(fs, "info", path, deadline=CHECK_DEADLINE)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:
+        log.info("Could not ask the store whether %s is there: %s: %s", path, type(exc).__name__, exc)
+        return _UNKNOWN
+    return info.get("size") if info.get("type", "file") == "file" else None
+
+
+def _bucket_exists(fs: AbstractFileSystem, root: str) -> bool | None:
+    """Whether the bucket or container exists, or ``None`` if the store cannot say."""
+    try:
+        fs.invalidate_cache(root)
+        return bool(_call(fs, "exists", root, deadline=CHECK_DEADLINE))
+    except Exception:
+        return None
+
+
+_UNKNOWN = object()
 
 
 def _s3_endpoint(fs: Any) -> str | None:

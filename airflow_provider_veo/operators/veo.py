@@ -220,6 +220,7 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
         from airflow_provider_veo.destinations import try_started_at
 
         target = destination.file_for(job.video_id)
+        advised: tuple[type[BaseException], ...] = (VeoError, *_interruptions())
         try:
             if removed := target.remove_stale_parts(older_than=try_started_at(context)):
                 self.log.warning(
@@ -236,9 +237,10 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
             context["ti"].xcom_push(key=UNDELIVERABLE_XCOM_KEY, value=str(exc))
             exc.args = (f"{exc} It cannot be fetched: downloading it again does not help.",)
             raise
-        except VeoError as exc:
+        except advised as exc:
+            # An execution_timeout or a SIGTERM while storing stays what it is, with the advice added.
             if job.state is JobState.SUCCEEDED:
-                exc.args = (f"{exc}. {_paid_for(job.video_id, destination.written)}",)
+                exc.args = (f"{exc}. {_paid_for(job.video_id, destination.written)}".lstrip(". "),)
             raise
         self._stored = stored
         publishing.emit_asset_events(context, list(self.outlets), stored)
@@ -284,6 +286,16 @@ def _resume_with(submission: Submission) -> dict[str, Any] | None:
     the manifest, so the images are read once per try."""
     digests = submission.reference_sha256s
     return {"reference_sha256s": list(digests)} if digests else None
+
+
+def _interruptions() -> tuple[type[BaseException], ...]:
+    """What Airflow raises in a task it ends: its execution_timeout, a SIGTERM (Airflow 3.2+'s SDK, or
+    3.1's core, defines them)."""
+    try:
+        from airflow.sdk.exceptions import AirflowTaskTerminated, AirflowTaskTimeout
+    except ImportError:  # Airflow 3.1
+        from airflow.exceptions import AirflowTaskTerminated, AirflowTaskTimeout  # type: ignore[no-redef]
+    return AirflowTaskTimeout, AirflowTaskTerminated
 
 
 def _paid_for(video_id: str, destination: str) -> str:

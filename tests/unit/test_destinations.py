@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -247,7 +249,8 @@ class _StoreFails:
         (ConnectionError("Could not connect to the endpoint URL"), True, "did not take the write"),
         (TimeoutError("read timed out"), True, "did not take the write"),
         (PermissionError("Access Denied"), False, "may not write"),
-        (FileNotFoundError("NoSuchBucket"), False, "does not exist"),
+        # A "not found" with the bucket there (an upload or a part gone): the store's error, no guess.
+        (FileNotFoundError("NoSuchUpload"), True, "did not take the write"),
     ],
 )
 def test_a_store_failing_mid_upload_leaves_the_old_object_and_says_so(
@@ -273,6 +276,133 @@ def test_a_store_failing_mid_upload_leaves_the_old_object_and_says_so(
     assert fs.cat_file(f"/{memory_bucket}/videos/clip.mp4") == b"the old video"
     assert fs.ls(f"/{memory_bucket}/videos", detail=False) == [f"/{memory_bucket}/videos/clip.mp4"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_bucket_is_named_only_once_the_store_says_it_is_missing(
+    memory_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    fs = memory_fs()
+    monkeypatch.setattr(fs, "put_file", _StoreFails(FileNotFoundError("NoSuchBucket")))
+    with pytest.raises(VeoStorageError) as info:
+        parse_destination(f"memory://{memory_bucket}/videos/clip.mp4").write_bytes(b"video")
+    assert "does not exist" in str(info.value) and not info.value.retryable
+
+
+def test_an_upload_the_store_reports_failed_but_that_is_whole_at_the_key_is_stored(
+    memory_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A retried commit fails once the first one did its work: the object at the key, whole."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    fs = memory_fs()
+    put_file = fs.put_file
+
+    def commit_then_fail(lpath: str, rpath: str, **kwargs: Any) -> None:
+        put_file(lpath, rpath)
+        raise FileNotFoundError("NoSuchUpload: the upload was completed or aborted")
+
+    monkeypatch.setattr(fs, "put_file", commit_then_fail)
+    target = parse_destination(f"memory://{memory_bucket}/videos/clip.mp4")
+    assert target.write_bytes(b"the video, whole") == target.uri
+    assert fs.cat_file(f"/{memory_bucket}/videos/clip.mp4") == b"the video, whole"
+    assert "NoSuchUpload" in caplog.text and "whole (16 bytes)" in caplog.text
+    assert list(tmp_path.iterdir()) == []
+
+
+class _HungStore:
+    """An async filesystem whose upload starts (an S3 multipart upload, noted by botocore's hook as
+    s3fs's is) and then waits for a server that never answers; it would commit if it ever went on."""
+
+    def __new__(cls, *, s3: bool) -> Any:
+        from aiobotocore.hooks import AioHierarchicalEmitter
+        from fsspec.asyn import AsyncFileSystem
+
+        class HungStore(AsyncFileSystem):  # type: ignore[misc]
+            protocol = ("s3", "s3a")
+
+            def __init__(self) -> None:
+                super().__init__(skip_instance_cache=True)
+                self.objects: dict[str, bytes] = {}
+                self.cancelled = False
+                self.aborted: list[tuple[str, str, str]] = []
+                self.uploading = __import__("threading").Event()
+                self.s3 = SimpleNamespace(meta=SimpleNamespace(events=AioHierarchicalEmitter()))
+
+            async def _put_file(self, lpath: str, rpath: str, **kwargs: Any) -> None:
+                bucket, _, key = rpath.partition("/")
+                parsed = {"Bucket": bucket, "Key": key, "UploadId": "upload-1"}
+                await self.s3.meta.events.emit("after-call.s3.CreateMultipartUpload", parsed=parsed)
+                self.uploading.set()
+                try:
+                    await asyncio.Event().wait()  # the server hangs
+                except asyncio.CancelledError:
+                    self.cancelled = True
+                    raise
+                self.objects[rpath] = Path(lpath).read_bytes()
+
+            async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+                if path not in self.objects:
+                    raise FileNotFoundError(path)
+                return {"name": path, "size": len(self.objects[path]), "type": "file"}
+
+        if s3:
+
+            async def set_session(self: Any) -> None:
+                pass
+
+            async def _abort_mpu(self: Any, bucket: str, key: str, upload_id: str) -> None:
+                self.aborted.append((bucket, key, upload_id))
+
+            HungStore.set_session = set_session
+            HungStore._abort_mpu = _abort_mpu
+        return HungStore()
+
+
+@pytest.mark.parametrize("s3", [True, False], ids=["s3", "azure-like"])
+def test_an_upload_interrupted_by_the_execution_timeout_is_cancelled_and_aborted(
+    fake_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3: bool
+) -> None:
+    """Airflow's execution_timeout (a SIGALRM raising in the task's thread) while the store hangs: the
+    upload's coroutine on fsspec's IO loop is cancelled, not left to commit later; the multipart upload
+    it started is aborted; the timeout stays a timeout; the staged file is gone."""
+    from airflow.sdk.execution_time.timeout import timeout
+    from airflow.sdk.io import attach
+
+    from airflow_provider_veo.operators.veo import _interruptions
+
+    timeout_error = _interruptions()[0]  # Airflow's execution_timeout, wherever its version keeps it
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    store = _HungStore(s3=s3)
+    attach(protocol="s3", fs=store)
+    target = parse_destination("s3://media/videos/clip.mp4")
+    started = time.monotonic()
+    with pytest.raises(timeout_error), timeout(2):
+        target.write_bytes(b"a paid video")
+    assert time.monotonic() - started < 15
+    assert store.uploading.is_set() and store.cancelled
+    assert store.objects == {}
+    assert store.aborted == ([("media", "videos/clip.mp4", "upload-1")] if s3 else [])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("protocol", "size", "expected"),
+    [
+        ("s3", 1 << 30, {"chunksize": 16 << 20, "max_concurrency": 4}),
+        # S3 takes 10,000 parts at most: a part grows with the file, the parts in flight stay 4.
+        ("s3", 500 << 30, {"chunksize": -(-(500 << 30) // 10_000), "max_concurrency": 4}),
+        ("gs", 1 << 30, {"chunksize": 16 << 20}),
+        ("abfs", 1 << 30, {"overwrite": True, "max_concurrency": 4}),
+        ("memory", 1 << 30, {}),
+    ],
+)
+def test_uploads_take_the_stores_own_bounds_on_memory(
+    protocol: str, size: int, expected: dict[str, Any]
+) -> None:
+    target = parse_destination(f"{protocol}://media/videos/clip.mp4")
+    assert isinstance(target, ObjectStoreDestination)
+    assert target._upload_options(size) == expected
 
 
 def test_the_object_store_uri_reads_back_with_object_storage_path(memory_bucket: str) -> None:

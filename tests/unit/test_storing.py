@@ -105,6 +105,20 @@ def test_a_store_failing_after_paying_is_retryable_and_says_how_to_fetch(tmp_pat
     assert f"VeoDownloadVideoOperator(video_id={VIDEO_ID!r}" in message
 
 
+def test_a_timeout_while_storing_stays_a_timeout_and_says_how_to_fetch(tmp_path: Path, ti: FakeTI) -> None:
+    from airflow_provider_veo.operators.veo import _interruptions
+
+    timeout_error = _interruptions()[0]  # Airflow's execution_timeout, wherever its version keeps it
+
+    hook = _hook(VideoJob.from_json(job_json(status="completed", video_url="https://cdn.test/v.mp4")))
+    hook.download_video.side_effect = timeout_error("Timeout, PID: 42")
+    with pytest.raises(timeout_error) as info:  # Airflow handles its own timeout as one
+        _generate(f"{tmp_path}/", hook).execute({"ti": ti})
+    message = str(info.value)
+    assert message.startswith("Timeout, PID: 42. ") and f"Video {VIDEO_ID} is paid for" in message
+    assert f"python -m airflow_provider_veo download {VIDEO_ID}" in message
+
+
 def test_the_next_try_removes_what_a_killed_try_left(tmp_path: Path, ti: FakeTI, logs: Any) -> None:
     job = VideoJob.from_json(job_json(status="completed", video_url="https://cdn.test/v.mp4"))
     hook = _hook(job)
