@@ -14,7 +14,8 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_veo import api
 from airflow_provider_veo.api import JobState, VeoError, VeoInputError
-from airflow_provider_veo.operator_support import AirflowFailException, VeoHookMixin
+from airflow_provider_veo.compat import AirflowFailException
+from airflow_provider_veo.hooks import VeoHookMixin
 from airflow_provider_veo.operators.veo import UNDELIVERABLE_XCOM_KEY
 
 if TYPE_CHECKING:

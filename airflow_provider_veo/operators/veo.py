@@ -20,21 +20,17 @@ from airflow_provider_veo.api import (
     VideoRequest,
     arguments,
 )
+from airflow_provider_veo.compat import AirflowTaskTerminated, AirflowTaskTimeout
+from airflow_provider_veo.config import default_deferrable, min_poll_interval
+from airflow_provider_veo.hooks import VeoHookMixin
 from airflow_provider_veo.links import (
     STORED_VIDEO_URI_XCOM_KEY,
     STORED_VIDEO_URL_XCOM_KEY,
     VeoStoredVideoLink,
 )
-from airflow_provider_veo.operator_support import (
-    VeoHookMixin,
-    checked_when_defined,
-    default_deferrable,
-    is_unrendered,
-    min_poll_interval,
-    task_outcomes,
-)
 from airflow_provider_veo.operators import durable
 from airflow_provider_veo.operators.durable import Submission, SubmitPolicy, submit_or_resume
+from airflow_provider_veo.outcomes import checked_when_defined, is_unrendered, task_outcomes
 from airflow_provider_veo.polling import wait_in_worker
 from airflow_provider_veo.waiting import defer_to_trigger, time_left
 
@@ -220,7 +216,7 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
         from airflow_provider_veo.destinations import try_started_at
 
         target = destination.file_for(job.video_id)
-        advised: tuple[type[BaseException], ...] = (VeoError, *_interruptions())
+        advised: tuple[type[BaseException], ...] = (VeoError, AirflowTaskTimeout, AirflowTaskTerminated)
         try:
             if removed := target.remove_stale_parts(older_than=try_started_at(context)):
                 self.log.warning(
@@ -286,16 +282,6 @@ def _resume_with(submission: Submission) -> dict[str, Any] | None:
     the manifest, so the images are read once per try."""
     digests = submission.reference_sha256s
     return {"reference_sha256s": list(digests)} if digests else None
-
-
-def _interruptions() -> tuple[type[BaseException], ...]:
-    """What Airflow raises in a task it ends: its execution_timeout, a SIGTERM (Airflow 3.2+'s SDK, or
-    3.1's core, defines them)."""
-    try:
-        from airflow.sdk.exceptions import AirflowTaskTerminated, AirflowTaskTimeout
-    except ImportError:  # Airflow 3.1
-        from airflow.exceptions import AirflowTaskTerminated, AirflowTaskTimeout  # type: ignore[no-redef]
-    return AirflowTaskTimeout, AirflowTaskTerminated
 
 
 def _paid_for(video_id: str, destination: str) -> str:

@@ -12,16 +12,10 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_veo import api
 from airflow_provider_veo.api import DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT, JobWatch, arguments
-from airflow_provider_veo.operator_support import (
-    AirflowSensorTimeout,
-    AirflowSkipException,
-    VeoHookMixin,
-    checked_when_defined,
-    default_deferrable,
-    is_unrendered,
-    min_poll_interval,
-    task_outcomes,
-)
+from airflow_provider_veo.compat import AirflowSensorTimeout, AirflowSkipException
+from airflow_provider_veo.config import default_deferrable, min_poll_interval
+from airflow_provider_veo.hooks import VeoHookMixin
+from airflow_provider_veo.outcomes import checked_when_defined, is_unrendered, task_outcomes
 from airflow_provider_veo.polling import poll_once
 from airflow_provider_veo.waiting import defer_to_trigger
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_veo.operator_support import AirflowFailException
+from airflow_provider_veo.compat import AirflowFailException
 from airflow_provider_veo.operators.veo import VeoGenerateVideoOperator
 from airflow_provider_veo.testing import VeoEmulator
 

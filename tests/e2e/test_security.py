@@ -29,8 +29,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from airflow_provider_veo import api
+from airflow_provider_veo.compat import AirflowFailException
 from airflow_provider_veo.hooks.veo import VeoHook
-from airflow_provider_veo.operator_support import AirflowFailException
 from airflow_provider_veo.operators.veo import VeoCreateVideoOperator, VeoGenerateVideoOperator
 from airflow_provider_veo.testing import SAMPLE_MP4, Scenario, VeoEmulator
 from airflow_provider_veo.testing.runner import RunResult, run_dag

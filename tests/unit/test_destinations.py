@@ -368,9 +368,7 @@ def test_an_upload_interrupted_by_the_execution_timeout_is_cancelled_and_aborted
     from airflow.sdk.execution_time.timeout import timeout
     from airflow.sdk.io import attach
 
-    from airflow_provider_veo.operators.veo import _interruptions
-
-    timeout_error = _interruptions()[0]  # Airflow's execution_timeout, wherever its version keeps it
+    from airflow_provider_veo.compat import AirflowTaskTimeout as timeout_error  # Airflow's execution_timeout
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     store = _HungStore(s3=s3)

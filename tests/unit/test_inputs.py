@@ -19,8 +19,8 @@ import pytest
 
 from airflow_provider_veo import api
 from airflow_provider_veo.api import VeoInputError, VideoRequest, arguments
+from airflow_provider_veo.compat import AirflowFailException
 from airflow_provider_veo.hooks.veo import VeoHook
-from airflow_provider_veo.operator_support import AirflowFailException, task_outcomes
 from airflow_provider_veo.operators import durable
 from airflow_provider_veo.operators.veo import (
     VeoCreateVideoOperator,
@@ -28,6 +28,7 @@ from airflow_provider_veo.operators.veo import (
     VeoGenerateVideoOperator,
     _SubmittingOperator,
 )
+from airflow_provider_veo.outcomes import task_outcomes
 from airflow_provider_veo.sensors.veo import VeoTaskSensor
 from airflow_provider_veo.testing.emulator import models as emulated
 
@@ -171,7 +172,7 @@ def test_poll_interval_accepted(value: object) -> None:
 
 
 def test_the_deployment_may_lower_the_floor_for_an_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_veo.operator_support import min_poll_interval
+    from airflow_provider_veo.config import min_poll_interval
 
     monkeypatch.setenv("AIRFLOW__VEO__MIN_POLL_INTERVAL", "0.2")
     assert min_poll_interval() == 0.2

@@ -18,8 +18,8 @@ from airflow_provider_veo.api import (
     VeoTransientError,
     VideoJob,
 )
+from airflow_provider_veo.compat import AirflowFailException
 from airflow_provider_veo.hooks.veo import VeoHook
-from airflow_provider_veo.operator_support import AirflowFailException
 from airflow_provider_veo.operators.veo import (
     VeoCreateVideoOperator,
     VeoDownloadVideoOperator,

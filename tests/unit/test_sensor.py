@@ -12,8 +12,8 @@ from airflow.sdk import PokeReturnValue
 
 from airflow_provider_veo import api
 from airflow_provider_veo.api import VeoTransientError, VideoJob
+from airflow_provider_veo.compat import AirflowFailException, AirflowSensorTimeout
 from airflow_provider_veo.hooks.veo import VeoHook
-from airflow_provider_veo.operator_support import AirflowFailException, AirflowSensorTimeout
 from airflow_provider_veo.sensors.veo import VeoTaskSensor
 from airflow_provider_veo.triggers.veo import VeoTaskTrigger
 from airflow_provider_veo.waiting import DEFERRAL_GRACE
@@ -150,7 +150,7 @@ def test_execute_complete_error_event() -> None:
 
 
 def test_deferred_sensor_with_soft_fail_skips_on_a_failed_job() -> None:
-    from airflow_provider_veo.operator_support import AirflowSkipException
+    from airflow_provider_veo.compat import AirflowSkipException
 
     failed = VideoJob.from_json(job_json(status="failed", error={"code": "policy", "message": "refused"}))
     sensor = VeoTaskSensor(task_id="wait", video_id=VIDEO_ID, deferrable=True, soft_fail=True)

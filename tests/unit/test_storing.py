@@ -16,9 +16,9 @@ import pytest
 import airflow_provider_veo
 from airflow_provider_veo import publishing
 from airflow_provider_veo.api import StoredVideo, VeoInputError, VideoJob
+from airflow_provider_veo.compat import AirflowFailException
 from airflow_provider_veo.destinations import VeoStorageError
 from airflow_provider_veo.hooks.veo import VeoHook
-from airflow_provider_veo.operator_support import AirflowFailException
 from airflow_provider_veo.operators.veo import VeoGenerateVideoOperator
 
 from .conftest import VIDEO_ID, FakeStateStore, FakeTI, job_json
@@ -106,9 +106,7 @@ def test_a_store_failing_after_paying_is_retryable_and_says_how_to_fetch(tmp_pat
 
 
 def test_a_timeout_while_storing_stays_a_timeout_and_says_how_to_fetch(tmp_path: Path, ti: FakeTI) -> None:
-    from airflow_provider_veo.operators.veo import _interruptions
-
-    timeout_error = _interruptions()[0]  # Airflow's execution_timeout, wherever its version keeps it
+    from airflow_provider_veo.compat import AirflowTaskTimeout as timeout_error  # Airflow's execution_timeout
 
     hook = _hook(VideoJob.from_json(job_json(status="completed", video_url="https://cdn.test/v.mp4")))
     hook.download_video.side_effect = timeout_error("Timeout, PID: 42")

@@ -15,7 +15,7 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_provider_veo.api import VeoInputError, VeoTransientError, VideoJob
-from airflow_provider_veo.operator_support import AirflowFailException
+from airflow_provider_veo.compat import AirflowFailException
 from airflow_provider_veo.operators.summary import (
     COLUMNS,
     FAILED,
