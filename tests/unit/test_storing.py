@@ -138,14 +138,20 @@ def test_the_next_try_removes_what_a_killed_try_left(tmp_path: Path, ti: FakeTI,
 # --------------------------------------------------------------------------------------------
 
 
-class FakeOutletEvents(dict[Any, Any]):
-    """``context["outlet_events"]``: an accessor per outlet, made on first use."""
+class FakeOutletEvents:
+    """``context["outlet_events"]``: an accessor per outlet, made on first use. Keyed by the outlet's
+    kind and name, as Airflow's own accessors are: Airflow 3.1's ``Asset`` cannot be hashed."""
 
-    def __missing__(self, key: Any) -> Any:
-        accessor = SimpleNamespace(extra={}, added=[])
-        accessor.add = lambda asset, extra: accessor.added.append((asset, extra))
-        self[key] = accessor
-        return accessor
+    def __init__(self) -> None:
+        self._accessors: dict[tuple[str, str], Any] = {}
+
+    def __getitem__(self, outlet: Any) -> Any:
+        key = (type(outlet).__name__, getattr(outlet, "uri", None) or outlet.name)
+        if key not in self._accessors:
+            accessor = SimpleNamespace(extra={}, added=[])
+            accessor.add = lambda asset, extra: accessor.added.append((asset, extra))
+            self._accessors[key] = accessor
+        return self._accessors[key]
 
 
 def test_asset_events_describe_the_video_on_each_outlet() -> None:
