@@ -29,9 +29,12 @@ from airflow_provider_veo.testing.runner import RunResult, run_dag
 from . import reliability
 from .conftest import dag_named
 from .faults import MODES, leftovers
+from .test_resume import airflow_has_task_state_store
 
 DAG_FILE = "veo_hardening_gateway_dags.py"
 KEY = "sk-HARDEN-" + secrets.token_hex(12)
+#: The generate tasks' ``retries`` in DAG_FILE.
+TRIES_AFTER_THE_FIRST = 2
 
 CASES: list[str] = [
     "key pasted with spaces and a newline around it",
@@ -527,7 +530,10 @@ def test_hostile_ids_cannot_forge_log_lines_or_run_commands(
 ) -> None:
     pwned = tmp_path / "pwned"
     video_id = f"task_x;$(touch {pwned})`touch {pwned}`'\"\r\nERROR forged line"
-    gateway.queue_scenario(Scenario(video_id=video_id, corrupt_download=True))
+    # Every try meets the same id: on Airflow < 3.3 (no task_state_store) each retry pays anew.
+    tries = 1 + TRIES_AFTER_THE_FIRST
+    for _ in range(tries):
+        gateway.queue_scenario(Scenario(video_id=video_id, corrupt_download=True))
     result = run(out)
     task = result.task("generate_video")
     assert task.state == "failed"
@@ -543,7 +549,7 @@ def test_hostile_ids_cannot_forge_log_lines_or_run_commands(
     # The one argument it passes is the id as shown on one line: its CR/LF escaped, nothing else changed.
     assert shlex.split(command)[4] == video_id.replace("\r", "\\r").replace("\n", "\\n")
     assert leftovers(out) == []
-    assert len(gateway.posts) == 1
+    assert len(gateway.posts) == (1 if airflow_has_task_state_store() else tries)
     record(
         "ids with CR/LF and shell metacharacters, download failing",
         "generate, poke; id with `;`, `$(...)`, backticks, quotes, CR/LF",
