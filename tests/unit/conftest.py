@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from airflow_provider_veo.api import StoredVideo
+
 API_KEY = "sk-secret-123"
 BASE_URL = "http://api.test"
 VIDEO_ID = "veo3.1:1764905797-816jUFZAkM"
@@ -66,6 +68,31 @@ def job_json(video_id: str = VIDEO_ID, status: str = "queued", **fields: Any) ->
     }
     job.update(fields)
     return job
+
+
+def stored_video(**fields: Any) -> StoredVideo:
+    """A download's result as the operators return it, here an S3 object; ``fields`` override."""
+    video: dict[str, Any] = {
+        "video_id": VIDEO_ID,
+        "uri": "s3://aws_media@media/veo/clip.mp4",
+        "asset_uri": "s3://media/veo/clip.mp4",
+        "bytes": 3,
+        "sha256": "ab" * 32,
+        "content_type": "video/mp4",
+        "model": "veo3.1",
+        "upstream_model": None,
+        "seconds": "8",
+        "size": "1280x720",
+        "duration_seconds": 8.0,
+        "width": 1280,
+        "height": 720,
+        "prompt": "a wren",
+        "prompt_sha256": "cd" * 32,
+        "input_reference": [],
+        "usage": None,
+        **fields,
+    }
+    return video  # type: ignore[return-value]
 
 
 def error_json(message: str, code: str = "", type_: str = "comet_api_error") -> dict[str, Any]:

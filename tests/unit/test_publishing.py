@@ -12,31 +12,15 @@ from airflow_provider_veo import api, publishing
 from airflow_provider_veo.api import StoredVideo, VideoJob
 from airflow_provider_veo.destinations import parse_destination
 
+from .conftest import stored_video
+
 
 def _stored(tmp_path: Path, **fields: Any) -> StoredVideo:
     path = tmp_path / "clip.mp4"
     path.write_bytes(b"mp4")
-    video: dict[str, Any] = {
-        "video_id": "task_1",
-        "uri": str(path),
-        "asset_uri": path.as_uri(),
-        "bytes": 3,
-        "sha256": "ab" * 32,
-        "content_type": "video/mp4",
-        "model": "veo3.1",
-        "upstream_model": None,
-        "seconds": "8",
-        "size": "1280x720",
-        "duration_seconds": 8.0,
-        "width": 1280,
-        "height": 720,
-        "prompt": "a fox",
-        "prompt_sha256": "cd" * 32,
-        "input_reference": [],
-        "usage": None,
-        **fields,
-    }
-    return video  # type: ignore[return-value]
+    return stored_video(
+        **{"video_id": "task_1", "uri": str(path), "asset_uri": path.as_uri(), "prompt": "a fox", **fields}
+    )
 
 
 def test_openlineage_names_the_video_and_its_images(tmp_path: Path) -> None:

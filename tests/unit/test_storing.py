@@ -15,13 +15,13 @@ import pytest
 
 import airflow_provider_veo
 from airflow_provider_veo import publishing
-from airflow_provider_veo.api import StoredVideo, VeoInputError, VideoJob
+from airflow_provider_veo.api import VeoInputError, VideoJob
 from airflow_provider_veo.compat import AirflowFailException
 from airflow_provider_veo.destinations import VeoStorageError
 from airflow_provider_veo.hooks.veo import VeoHook
 from airflow_provider_veo.operators.veo import VeoGenerateVideoOperator
 
-from .conftest import VIDEO_ID, FakeStateStore, FakeTI, job_json
+from .conftest import VIDEO_ID, FakeStateStore, FakeTI, job_json, stored_video
 
 
 def _generate(destination: str, hook: Any) -> VeoGenerateVideoOperator:
@@ -39,30 +39,6 @@ def _hook(job: VideoJob) -> Any:
     hook.get_video.return_value = job
     hook.load_references.return_value = []
     return hook
-
-
-def _stored(**fields: Any) -> StoredVideo:
-    video: dict[str, Any] = {
-        "video_id": VIDEO_ID,
-        "uri": "s3://aws_media@media/veo/clip.mp4",
-        "asset_uri": "s3://media/veo/clip.mp4",
-        "bytes": 3,
-        "sha256": "ab" * 32,
-        "content_type": "video/mp4",
-        "model": "veo3.1",
-        "upstream_model": None,
-        "seconds": "8",
-        "size": "1280x720",
-        "duration_seconds": 8.0,
-        "width": 1280,
-        "height": 720,
-        "prompt": "a wren",
-        "prompt_sha256": "cd" * 32,
-        "input_reference": [],
-        "usage": None,
-        **fields,
-    }
-    return video  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,7 +96,7 @@ def test_a_timeout_while_storing_stays_a_timeout_and_says_how_to_fetch(tmp_path:
 def test_the_next_try_removes_what_a_killed_try_left(tmp_path: Path, ti: FakeTI, logs: Any) -> None:
     job = VideoJob.from_json(job_json(status="completed", video_url="https://cdn.test/v.mp4"))
     hook = _hook(job)
-    hook.download_video.return_value = _stored()
+    hook.download_video.return_value = stored_video()
     name = airflow_provider_veo.api.video_filename(VIDEO_ID)
     stale, mine = tmp_path / f".{name}.0123456789ab.part", tmp_path / f".{name}.ba9876543210.part"
     stale.write_bytes(b"a killed try's bytes")
@@ -159,7 +135,7 @@ def test_asset_events_describe_the_video_on_each_outlet() -> None:
 
     asset, alias = Asset("veo://videos"), AssetAlias("veo-videos")
     events = FakeOutletEvents()
-    stored = _stored()
+    stored = stored_video()
     publishing.emit_asset_events({"outlet_events": events}, [asset, alias], stored)  # type: ignore[arg-type]
     assert events[asset].extra == publishing.asset_extra(stored)
     assert events[asset].extra["asset_uri"] == "s3://media/veo/clip.mp4"
@@ -169,7 +145,7 @@ def test_asset_events_describe_the_video_on_each_outlet() -> None:
 
 
 def test_no_outlets_touch_no_events() -> None:
-    publishing.emit_asset_events({}, [], _stored())  # type: ignore[arg-type]  # no outlet_events needed
+    publishing.emit_asset_events({}, [], stored_video())  # type: ignore[arg-type]  # no outlet_events needed
 
 
 def test_each_video_is_read_once_from_a_downstream_runs_events() -> None:
