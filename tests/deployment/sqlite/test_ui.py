@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import time
 import uuid
@@ -28,6 +27,7 @@ import pytest
 
 from airflow_provider_veo import api, get_provider_info
 
+from ..browser import CHROMIUM_ARGS, chromium_or_skip
 from ..stack import ARTIFACTS, Deployment, require_airflow
 
 if TYPE_CHECKING:
@@ -36,16 +36,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.deployment
 
 SCREENSHOTS = ARTIFACTS / "ui"
-#: Headless chromium as root in a container.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: No finite animation still running (an indeterminate progress bar loops forever: ignored).
 ANIMATIONS_DONE = """() => document.getAnimations().every(
     a => a.playState !== "running" || a.effect?.getTiming().iterations === Infinity)"""
@@ -58,14 +48,7 @@ PORTLESS_TEST_BUG = "The host or port to test differs from the stored connection
 def chromium() -> str:
     """The chromium binary; checked before the deployment starts, so a missing browser costs nothing."""
     require_airflow()
-    path = os.environ.get("VEO_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        pytest.skip(
-            "chromium is not installed: the UI test drives Debian's chromium "
-            "(bash scripts/install_ci_system_packages.sh, or set VEO_CHROMIUM)"
-        )
-    pytest.importorskip("playwright.sync_api", reason="the UI test needs playwright (the dev group)")
-    return path
+    return chromium_or_skip()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ Debian's chromium through Playwright, as in the connection-form UI test; skipped
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -24,6 +23,8 @@ from urllib.parse import quote
 
 import pytest
 
+from ..browser import CHROMIUM_ARGS as BROWSER_ARGS
+from ..browser import chromium_or_skip
 from ..stack import ARTIFACTS
 from .conftest import DAG_ID, DELETED, PROMPTS, VideosRun
 
@@ -33,17 +34,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.deployment
 
 SCREENSHOTS = ARTIFACTS / "ui" / "videos"
-#: Headless chromium as root in a container.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
+#: The players start without a click.
+CHROMIUM_ARGS = [*BROWSER_ARGS, "--autoplay-policy=no-user-gesture-required"]
 #: Seek the first available player to the middle once it has its metadata; answer what it reached.
 SEEK = """async () => {
   const video = document.querySelector("video");
@@ -72,14 +64,7 @@ TURNS_DARK = """() => new Promise(done => {
 @pytest.fixture(scope="module")
 def chromium() -> str:
     """The chromium binary; checked before the deployment starts, so a missing browser costs nothing."""
-    path = os.environ.get("VEO_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        pytest.skip(
-            "chromium is not installed: the UI tests drive Debian's chromium "
-            "(bash scripts/install_ci_system_packages.sh, or set VEO_CHROMIUM)"
-        )
-    pytest.importorskip("playwright.sync_api", reason="the UI tests need playwright (the dev group)")
-    return path
+    return chromium_or_skip()
 
 
 @pytest.fixture
