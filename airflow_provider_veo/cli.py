@@ -134,12 +134,12 @@ def _status(args: argparse.Namespace, out: TextIO) -> None:
             "completed_at": _utc(job.completed_at),
         },
     )
-    quoted = shlex.quote(job.video_id)
-    conn = "" if args.conn_id == "veo_default" else f" --conn-id {shlex.quote(args.conn_id)}"
     if job.state is api.JobState.SUCCEEDED:
-        out.write("\n" + api.shown(f"Fetch it with: {PROG} download {quoted} DESTINATION{conn}") + "\n")
+        fetch = command("download", job.video_id, "DESTINATION", conn_id=args.conn_id)
+        out.write("\n" + api.shown(f"Fetch it with: {fetch}") + "\n")
     elif not job.state.is_terminal:
-        out.write("\n" + api.shown(f"Not finished yet: check again with {PROG} status {quoted}{conn}") + "\n")
+        again = command("status", job.video_id, conn_id=args.conn_id)
+        out.write("\n" + api.shown(f"Not finished yet: check again with {again}") + "\n")
 
 
 def _download(args: argparse.Namespace, out: TextIO) -> None:
@@ -193,15 +193,23 @@ def _utc(epoch: int | None) -> str | None:
     return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def command(verb: str, *arguments: str, conn_id: str = "veo_default") -> str:
+    """This CLI's command line for ``verb``, to paste into a shell: every argument is shell-quoted, so
+    it runs nothing an id or a path holds, and ``--conn-id`` is named only when it is not the default."""
+    words = [PROG, verb, *(shlex.quote(argument) for argument in arguments)]
+    if conn_id != "veo_default":
+        words += ["--conn-id", shlex.quote(conn_id)]
+    return " ".join(words)
+
+
 def _unknown_id(args: argparse.Namespace, error: api.VeoJobNotFoundError) -> str:
     """What "not found" means for an id typed by hand, and what to check."""
-    conn = "" if args.conn_id == "veo_default" else f" --conn-id {shlex.quote(args.conn_id)}"
     return api.shown(
         f"CometAPI has no video {args.video_id!r} for the connection {args.conn_id!r} ({error}). Check that "
         "the id is whole and exact (copy it from the task log's 'Submitted video' line, in quotes: ids "
         "may hold ':'), and that the connection's key and Base URL are those of the account that created "
         "it. A job created in the last minute may not be stored yet: try again with "
-        f"{PROG} status {shlex.quote(args.video_id)}{conn}"
+        + command("status", args.video_id, conn_id=args.conn_id)
     )
 
 

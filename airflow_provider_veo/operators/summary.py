@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -196,10 +195,9 @@ class VeoBatchSummaryOperator(VeoHookMixin, BaseOperator):
 
     def fetch_command(self, video_id: str, folder: str) -> str:
         """The shell command that downloads ``video_id`` into ``folder`` later."""
-        command = f"python -m airflow_provider_veo download {shlex.quote(video_id)} {shlex.quote(folder)}"
-        if self.veo_conn_id != "veo_default":
-            command += f" --conn-id {shlex.quote(self.veo_conn_id)}"
-        return command
+        from airflow_provider_veo.cli import command
+
+        return command("download", video_id, folder, conn_id=self.veo_conn_id)
 
     # -- the log ----------------------------------------------------------------------------
 

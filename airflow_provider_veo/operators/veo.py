@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -287,10 +286,12 @@ def _resume_with(submission: Submission) -> dict[str, Any] | None:
 def _paid_for(video_id: str, destination: str) -> str:
     """How to fetch a paid video later; the command is shell-quoted, so pasting it runs nothing the id
     or the destination holds, and shown on one line whatever control characters they have."""
-    command = f"python -m airflow_provider_veo download {shlex.quote(video_id)} {shlex.quote(destination)}"
+    from airflow_provider_veo.cli import command
+
+    fetch = command("download", video_id, destination)
     return api.shown(
         f"Video {video_id} is paid for and stays downloadable until its URL expires: fetch it with "
-        f"VeoDownloadVideoOperator(video_id={video_id!r}, destination=...) or this shell command: {command}"
+        f"VeoDownloadVideoOperator(video_id={video_id!r}, destination=...) or this shell command: {fetch}"
     )
 
 
