@@ -235,7 +235,9 @@ class _StoringOperator(VeoHookMixin, BaseOperator):
         except advised as exc:
             # An execution_timeout or a SIGTERM while storing stays what it is, with the advice added.
             if job.state is JobState.SUCCEEDED:
-                exc.args = (f"{exc}. {_paid_for(job.video_id, destination.written)}".lstrip(". "),)
+                exc.args = (
+                    f"{exc}. {_paid_for(job.video_id, destination.written, self.veo_conn_id)}".lstrip(". "),
+                )
             raise
         self._stored = stored
         publishing.emit_asset_events(context, list(self.outlets), stored)
@@ -283,12 +285,13 @@ def _resume_with(submission: Submission) -> dict[str, Any] | None:
     return {"reference_sha256s": list(digests)} if digests else None
 
 
-def _paid_for(video_id: str, destination: str) -> str:
-    """How to fetch a paid video later; the command is shell-quoted, so pasting it runs nothing the id
-    or the destination holds, and shown on one line whatever control characters they have."""
+def _paid_for(video_id: str, destination: str, conn_id: str) -> str:
+    """How to fetch a paid video later, with the connection that created it; the command is
+    shell-quoted, so pasting it runs nothing the id or the destination holds, and shown on one line
+    whatever control characters they have."""
     from airflow_provider_veo.cli import command
 
-    fetch = command("download", video_id, destination)
+    fetch = command("download", video_id, destination, conn_id=conn_id)
     return api.shown(
         f"Video {video_id} is paid for and stays downloadable until its URL expires: fetch it with "
         f"VeoDownloadVideoOperator(video_id={video_id!r}, destination=...) or this shell command: {fetch}"
@@ -449,7 +452,7 @@ class VeoGenerateVideoOperator(_SubmittingOperator, _StoringOperator):
             if earlier:
                 exc.args = (
                     f"{exc}. An earlier try of this task submitted video {earlier}; once completed, "
-                    f"{_paid_for(earlier, destination.written)}",
+                    f"{_paid_for(earlier, destination.written, self.veo_conn_id)}",
                 )
             raise
 

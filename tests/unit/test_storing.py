@@ -24,9 +24,9 @@ from airflow_provider_veo.operators.veo import VeoGenerateVideoOperator
 from .conftest import VIDEO_ID, FakeStateStore, FakeTI, job_json, stored_video
 
 
-def _generate(destination: str, hook: Any) -> VeoGenerateVideoOperator:
+def _generate(destination: str, hook: Any, **kwargs: Any) -> VeoGenerateVideoOperator:
     operator = VeoGenerateVideoOperator(
-        task_id="generate", prompt="a wren on a fence", destination=destination, deferrable=False
+        task_id="generate", prompt="a wren on a fence", destination=destination, deferrable=False, **kwargs
     )
     operator.hook = hook  # type: ignore[misc]
     return operator
@@ -91,6 +91,24 @@ def test_a_timeout_while_storing_stays_a_timeout_and_says_how_to_fetch(tmp_path:
     message = str(info.value)
     assert message.startswith("Timeout, PID: 42. ") and f"Video {VIDEO_ID} is paid for" in message
     assert f"python -m airflow_provider_veo download {VIDEO_ID}" in message
+
+
+@pytest.mark.parametrize("failure", ["store", "destination"])
+def test_the_fetch_command_names_the_tasks_own_connection(tmp_path: Path, ti: FakeTI, failure: str) -> None:
+    """A job created through another connection is only known to that account: the pasted command must
+    read it through the same connection, after a failed upload and when a retry finds a bad destination."""
+    hook = _hook(VideoJob.from_json(job_json(status="completed", video_url="https://cdn.test/v.mp4")))
+    hook.download_video.side_effect = VeoStorageError("Could not upload the video", retryable=True)
+    context: dict[str, Any] = {"ti": ti}
+    destination = f"{tmp_path}/"
+    if failure == "destination":
+        context["task_state_store"] = FakeStateStore(veo_video_id={"video_id": VIDEO_ID, "submissions": 1})
+        destination = "nosuchfs://media/veo/"
+    with pytest.raises((VeoStorageError, AirflowFailException)) as info:
+        _generate(destination, hook, veo_conn_id="veo_nightly").execute(context)
+    assert f"python -m airflow_provider_veo download {VIDEO_ID} {destination} --conn-id veo_nightly" in str(
+        info.value
+    )
 
 
 def test_the_next_try_removes_what_a_killed_try_left(tmp_path: Path, ti: FakeTI, logs: Any) -> None:
