@@ -46,6 +46,8 @@ def defer_to_trigger(
     (with ``resume_kwargs`` besides the event).
 
     The trigger's deadline is ``timeout`` or what remains of ``execution_timeout``, whichever ends first.
+    Callers have just read the job (the create's answer, a resumed job's read, the sensor's check), so
+    the trigger's first poll comes one interval from now rather than at once.
     """
     from airflow_provider_veo.triggers.veo import VeoTaskTrigger
 
@@ -57,6 +59,7 @@ def defer_to_trigger(
             poll_interval=poll_interval,
             end_time=time.time() + seconds,
             visible_by=visible_by,
+            status_read_at=time.time(),
         ),
         method_name="execute_complete",
         kwargs=resume_kwargs,

@@ -31,13 +31,13 @@ METHOD = """\
   *Steady*: arrivals spread over one poll interval and picked up once a second, as the triggerer's
   main loop does; *burst*: all at once, as after a triggerer restart; *heap frozen*: `gc.freeze()`
   once Airflow is loaded and the jobs are set up, before the first trigger.
-- **On schedule.** An event is on schedule when it comes at most 1.1 poll intervals (the jitter's
-  top) + two answers' latency (the poll just before the end and the next one) + 1 s after its job
-  ended. The emulator also records the longest gap
-  between two GETs of one job. *Done on poll N*: every job completes on its N-th GET (`[emu:polls=]`
-  marker), all triggers start at once, and an event is on schedule when it comes within 10% of N - 1
-  poll intervals (+ two answers' latency + 1 s) of its trigger's start; the wall time from the first
-  trigger's start to the last event is set against N - 1 poll intervals.
+- **On schedule.** An event is on schedule when it comes at most 1.1 poll intervals (the longest
+  gap between two GETs) + two answers' latency (the poll just before the end and the next one) + 1 s
+  after its job ended. The emulator also records the longest gap between two GETs of one job.
+  *Done on poll N*: every job completes on its N-th GET (`[emu:polls=]` marker), all triggers start
+  at once, and an event is on schedule when it comes within 10% of N - 1 poll intervals (+ two
+  answers' latency + 1 s) of its trigger's start; the wall time from the first trigger's start to
+  the last event is set against N - 1 poll intervals.
 - **Stalls.** A monitor coroutine sleeps 10 ms in a loop and records how late it wakes. The machine
   is shared (2 cores, other people's tests and Airflow servers running meanwhile; the *other load*
   columns say how much), so the wall-clock lateness also counts time the kernel gave to other

@@ -351,7 +351,7 @@ def api_tables(results: dict[str, Any]) -> list[str]:
             f"{sim['gets_min']} / {fmt(sim['gets_median'], 0)} / {sim['gets_max']}",
             f"1 + {fmt(sim['gets_median'], 0)}",
             fmt(sim["min_gap_s"], 2),
-            fmt(sim["seen_late_median_s"]),
+            fmt(sim["seen_late_mean_s"]),
         ]
         for sim in data["simulated"]
     ]
@@ -379,9 +379,10 @@ def api_tables(results: dict[str, Any]) -> list[str]:
         for storm in data["storms"]
     ]
     return [
-        f"Polling at DEFAULT_POLL_INTERVAL = {data['default_poll_interval']:g} s (the k-th poll after the "
-        "first is due k intervals plus 0-10% of one after the start, so gaps are 0.9-1.1 intervals and "
-        "never add up). Simulated: JobWatch on a fake clock; real: the emulator's records.",
+        f"Polling at DEFAULT_POLL_INTERVAL = {data['default_poll_interval']:g} s from the create's answer "
+        "(the k-th GET is due k intervals plus the wait's phase, -10% to +10% of one, after it, so gaps "
+        "are one interval, the first 0.9-1.1, and never add up). Simulated: JobWatch on a fake clock; "
+        "real: the emulator's records.",
         table(
             [
                 "job",
@@ -389,7 +390,7 @@ def api_tables(results: dict[str, Any]) -> list[str]:
                 "GETs min / median / max",
                 "requests (POST + GETs)",
                 "shortest gap between GETs s",
-                "seen after completion s (median)",
+                "seen after completion s (mean)",
             ],
             rows,
         ),

@@ -231,7 +231,7 @@ def api_targets(results: dict[str, Any]) -> list[list[str]]:
     data = results["api"]
     sims = {sim["job_seconds"]: sim for sim in data["simulated"]}
     if 360 in sims:
-        name = "GETs for a 6-minute job (worst of the seeds)"
+        name = "GETs for a 6-minute job after its create (worst of the seeds)"
         rows.append(_limit(name, sims[360]["gets_max"], "<=", TARGETS["gets_6min"]))
     gap = min(sim["min_gap_s"] for sim in data["simulated"])
     name = "no GET sooner than 0.9 poll intervals after the last (shortest gap, s)"
@@ -458,7 +458,7 @@ def _bound_note(results: dict[str, Any]) -> str | None:
         f"*Requests in flight.* At most {results.get('in_flight_bound')} per event loop and connection, "
         "and within that 2 x the triggers' polls per second x the API's latency (a moving average), never "
         "under 8: the rate it lets through is about twice what the triggers need however slow the API "
-        "gets, and a burst of first polls after a restart is spread over half a poll interval. "
+        "gets, and a burst of first polls is spread only as much as the limit needs. "
         f"{spec['n']:,} triggers at {spec['poll_interval']:g} s and {spec['latency'] * 1000:.0f} ms need "
         f"{spec['n'] / spec['poll_interval'] * spec['latency']:.0f} in flight on average; the limit reached "
         f"{fmt(slow['limit_peak'], 0)} and {fmt(slow['in_flight_peak'], 0)} were in flight at most"

@@ -91,7 +91,12 @@ class _PollingTrigger(_ComparisonTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = JobWatch(
-            self.video_id, self.poll_interval, self.end_time, self.log, log_progress=self.log_progress
+            self.video_id,
+            self.poll_interval,
+            self.end_time,
+            self.log,
+            schedule_from=time.time(),  # as VeoTaskTrigger without a status read: poll at once
+            log_progress=self.log_progress,
         )
         url = self.base_url + api.video_path(self.video_id)
         async with contextlib.AsyncExitStack() as stack:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -26,9 +27,11 @@ from airflow_provider_veo.api.errors import (
     shown,
 )
 
-#: Polling defaults: a 6-minute job costs at most 25 GETs.
+#: Polling defaults: a 6-minute job costs at most 25 GETs after its create.
 DEFAULT_POLL_INTERVAL = 15.0
 DEFAULT_TIMEOUT = 60 * 60.0
+#: Each wait's polls come up to this share of an interval early or late, the same share every time.
+SCHEDULE_PHASE = 0.1
 
 
 class JobState(str, enum.Enum):
@@ -161,6 +164,11 @@ class JobWatch:
     status too unless ``log_outcome`` is off (a trigger's event says it, and Airflow's triggerer logs
     every event it fires); an unknown status is warned of once.
     "Not found" counts as "not stored yet" until ``visible_by`` (epoch seconds; ``None``: never).
+
+    Polls are due on a schedule counted from ``schedule_from`` (epoch seconds; ``None``: when the first
+    outcome comes in): the k-th at k intervals plus this watch's phase, a fixed share of an interval
+    between -10% and +10%. Waits that start together (a triggerer restart) poll spread around each
+    interval rather than in lock-step or all late; a slow or late poll delays none after it.
     """
 
     def __init__(
@@ -172,6 +180,7 @@ class JobWatch:
         clock: Callable[[], float] = time.time,
         *,
         visible_by: float | None = None,
+        schedule_from: float | None = None,
         log_progress: bool = True,
         log_outcome: bool = True,
     ) -> None:
@@ -186,8 +195,9 @@ class JobWatch:
         self._last: tuple[str, int | None] | None = None
         self._unknown_statuses: set[str] | None = None  # made on the first unknown status
         self._said_not_visible = False
-        self._first_answer: float | None = None  # when the first poll was answered: the polls' schedule
-        self._polls = 0  # polls after the first whose wait was handed out
+        self._schedule_from = schedule_from
+        self._slot = 0  # the schedule's slot of the last poll handed out; 0: the status read before it
+        self._phase = random.uniform(-SCHEDULE_PHASE, SCHEDULE_PHASE)
 
     def after_poll(self, outcome: PollOutcome) -> float | JobEvent:
         """Seconds to sleep before polling again, or the event payload once there is an answer."""
@@ -215,23 +225,34 @@ class JobWatch:
             return timeout_event(self.video_id)
         return min(self._until_next_poll(), seconds_left)
 
+    def until_first_poll(self) -> float:
+        """Seconds before the first poll of a wait whose job was read at ``schedule_from``: until its next
+        slot, at most an interval and its phase away (a clock ahead of the reader's waits no longer)."""
+        if self._schedule_from is None:
+            return 0.0
+        return min(self._until_next_slot(self._schedule_from, minimum=0.0), self._latest_gap)
+
     def _until_next_poll(self) -> float:
-        """Seconds until the next poll is due: the k-th poll after the first is due k intervals after
-        the first was answered, plus 0-10% of an interval, drawn afresh each time (so a thousand
-        triggers drift out of lock-step). The gaps between polls vary around the interval (0.9 to 1.1
-        of it) but never add up: neither the jitter nor the time each poll took delays the polls after
-        it, and no job is polled before its k intervals are up (a 6-minute job costs at most 25 GETs).
-        Counting from the first answer keeps the spread of a burst of first polls (a triggerer
-        restart, paced by the limit on requests in flight) instead of bunching every later round.
-        A poll that came late is followed after at least half an interval: it catches up over a few
-        polls rather than at once.
+        """Seconds until the next poll is due: the next slot of the schedule after the last poll's.
+        A slot whose time has passed while a poll was slow is skipped, not made up, and a poll that
+        came late is followed after at least half an interval, so an outage never ends in a burst.
+        The gaps are one interval (the first from the status read, 0.9 to 1.1 of one), and a job of
+        k intervals costs at most k + 1 polls after that read.
         """
+        if self._schedule_from is None:
+            self._schedule_from = self._clock()
+        return self._until_next_slot(self._schedule_from, minimum=self.poll_interval * 0.5)
+
+    def _until_next_slot(self, origin: float, *, minimum: float) -> float:
         now = self._clock()
-        if self._first_answer is None:
-            self._first_answer = now
-        self._polls += 1
-        due = self._first_answer + self.poll_interval * (self._polls + random.uniform(0.0, 0.1))
-        return max(due - now, self.poll_interval * 0.5)
+        interval = self.poll_interval
+        self._slot = max(self._slot + 1, math.floor((now - origin) / interval) + 1)
+        due = origin + interval * (self._slot + self._phase)
+        return max(due - now, minimum)
+
+    @property
+    def _latest_gap(self) -> float:
+        return self.poll_interval * (1.0 + SCHEDULE_PHASE)
 
     @property
     def _shown_id(self) -> str:

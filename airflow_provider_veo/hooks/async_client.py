@@ -35,8 +35,8 @@ MIN_REQUESTS_IN_FLIGHT = 8
 #: API than this. 1,000 triggers polling every 15 s at 500 ms a GET need 34 in flight (67 GETs/s).
 MAX_REQUESTS_IN_FLIGHT = 64
 #: The limit allows this many times the rate the triggers need (Little's law: requests in flight =
-#: rate x latency), so polls keep to their schedule through jitter, while a burst of first polls
-#: after a restart is spread over about half a poll interval instead of reaching the API at once.
+#: rate x latency), so polls keep to their schedule through each trigger's phase, while a burst of
+#: first polls (triggers started together) is spread no more than this limit needs.
 HEADROOM = 2.0
 #: Weight of the newest answer's duration in the latency estimate (an exponential moving average).
 _LATENCY_WEIGHT = 0.1

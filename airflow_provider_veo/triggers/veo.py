@@ -44,10 +44,13 @@ class VeoTaskTrigger(BaseTrigger):
 
     :param video_id: the job to wait for.
     :param veo_conn_id: the ``veo`` connection to read it with.
-    :param poll_interval: seconds between polls (jittered upwards by up to 10%).
+    :param poll_interval: seconds between polls (each trigger's schedule shifted by up to +-10% of one).
     :param end_time: epoch seconds after which the trigger gives up with a ``timeout`` event.
     :param visible_by: epoch seconds until which "not found" means the job was created moments ago
         and is not stored yet; ``None`` believes "not found" at once.
+    :param status_read_at: epoch seconds when the deferring task last read the job (its create's
+        answer, a sensor's check): the polls' schedule counts from it and the first comes one interval
+        later, also after a triggerer restart. ``None``: poll at once and count from the start.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class VeoTaskTrigger(BaseTrigger):
         poll_interval: float = api.DEFAULT_POLL_INTERVAL,
         end_time: float | None = None,
         visible_by: float | None = None,
+        status_read_at: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is not typed
         self.video_id = video_id
@@ -64,6 +68,7 @@ class VeoTaskTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.end_time = float(end_time) if end_time is not None else time.time() + api.DEFAULT_TIMEOUT
         self.visible_by = float(visible_by) if visible_by is not None else None
+        self.status_read_at = float(status_read_at) if status_read_at is not None else None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -74,10 +79,12 @@ class VeoTaskTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
                 "visible_by": self.visible_by,
+                "status_read_at": self.status_read_at,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        started = time.time()  # before the import: a burst's polls are due from when each trigger began
         # Imported in a thread, never on the loop; once loaded, no thread hop for the next trigger.
         hooks = _hooks if _hooks is not None else await asyncio.to_thread(_import_hooks)
         # Changes of status are logged; a change of progress alone only when debugging (at 1,000s of
@@ -90,12 +97,15 @@ class VeoTaskTrigger(BaseTrigger):
             self.end_time,
             self.log,
             visible_by=self.visible_by,
+            schedule_from=started if self.status_read_at is None else self.status_read_at,
             log_progress=debugging,
             log_outcome=debugging,
         )
         try:
             hook = hooks.VeoHook(veo_conn_id=self.veo_conn_id)
             async with hook.async_client(polls_every=self.poll_interval) as client:
+                if self.status_read_at is not None:
+                    await asyncio.sleep(min(watch.until_first_poll(), max(0.0, self.end_time - time.time())))
                 while True:
                     step = watch.after_poll(await apoll_once(client, self.video_id))
                     if isinstance(step, dict):

@@ -556,38 +556,67 @@ def test_watch_times_out_after_end_time() -> None:
     assert watch.after_poll(_transient())["status"] == "timeout"  # type: ignore[index]
 
 
-def test_watch_polls_on_schedule_with_gaps_around_the_interval() -> None:
-    """The k-th poll after the first is due k to k + 0.1 intervals after the first answer, whatever
-    each poll took: the gaps vary around the interval, but neither jitter nor latency adds up."""
+def test_watch_polls_on_schedule_whatever_each_poll_took() -> None:
+    """The k-th poll is due k intervals plus the watch's phase (within +-10% of one) after the first
+    outcome, whatever each poll took: neither the phase nor latency adds up, and the gaps are one
+    interval."""
     clock = FakeClock()
     watch = JobWatch("vid-1", 20.0, clock.now + 10**6, RecordingLog(), clock=clock)
     rng = random.Random(7)
-    clock.now += 0.8  # the first poll's answer took this long
     first_answer = clock.now
-    polled_at = [clock.now - 0.8]
+    polled_at = []
     for k in range(1, 301):
         delay = watch.after_poll(_job("in_progress"))
         assert isinstance(delay, float)
         clock.now += delay
         polled_at.append(clock.now)
-        assert 20.0 * k <= clock.now - first_answer <= 20.0 * (k + 0.1) + 1e-9, (k, clock.now - first_answer)
+        assert abs(clock.now - first_answer - 20.0 * k) <= 2.0 + 1e-9, (k, clock.now - first_answer)
         clock.now += rng.uniform(0.0, 1.5)  # this poll's answer took this long
-    gaps = [b - a for a, b in itertools.pairwise(polled_at)]
-    assert min(gaps) < 20.0 < max(gaps)  # around the interval, not only above it
-    assert all(18.0 <= gap <= 22.0 for gap in gaps[1:])  # within an interval +-10%
-    assert len(set(gaps)) > 1, "no jitter: triggers would poll in lock-step"
+    offsets = {round(t - first_answer - 20.0 * k, 6) for k, t in enumerate(polled_at, 1)}
+    assert len(offsets) == 1, "the phase is the watch's own, the same for every poll"
+    assert all(abs(b - a - 20.0) < 1e-6 for a, b in itertools.pairwise(polled_at))
 
 
-def test_watch_catches_up_a_late_poll_over_a_few_polls() -> None:
-    """A poll answered two intervals late (a stalled API) is followed after half an interval, not at
-    once, and the schedule is regained a few polls later."""
+def test_watches_started_together_are_spread_around_the_interval() -> None:
+    """A thousand waits started at once (a triggerer restart) poll spread over +-10% of an interval
+    around each due time: some early, some late, none in lock-step."""
+    phases = []
+    for _ in range(1000):
+        clock = FakeClock()
+        watch = JobWatch(
+            "vid-1", 10.0, clock.now + 10**6, RecordingLog(), clock=clock, schedule_from=clock.now
+        )
+        delay = watch.after_poll(_job("in_progress"))
+        assert isinstance(delay, float)
+        phases.append(delay - 10.0)
+    assert all(-1.0 <= p <= 1.0 for p in phases)
+    assert min(phases) < -0.8 and max(phases) > 0.8  # around the interval, not only above it
+    assert len(set(phases)) > 990
+
+
+def test_watch_counts_from_the_start_not_from_a_late_first_answer() -> None:
+    """A first poll held back (the in-flight limit pacing a burst) does not delay the later polls:
+    they are due from when the wait began."""
+    clock = FakeClock()
+    started = clock.now
+    watch = JobWatch("vid-1", 10.0, clock.now + 10**6, RecordingLog(), clock=clock, schedule_from=started)
+    clock.now += 7.8  # queued behind a burst, then answered
+    delay = watch.after_poll(_job("in_progress"))
+    assert delay == 5.0  # slot 1 is 1.2-3.2 s away, but a late poll is followed after half an interval
+    clock.now += delay
+    for k in range(2, 6):
+        clock.now += watch.after_poll(_job("in_progress"))  # type: ignore[operator]
+        assert abs(clock.now - started - 10.0 * k) <= 1.0 + 1e-9
+
+
+def test_watch_skips_slots_a_slow_poll_missed_and_never_bursts() -> None:
+    """A poll answered 2.5 intervals late (a stalled API) is followed after at least half an interval,
+    the slots it missed are not made up, and the schedule holds on from there."""
     clock = FakeClock()
     watch = JobWatch("vid-1", 10.0, clock.now + 10**6, RecordingLog(), clock=clock)
     first_answer = clock.now
     clock.now += watch.after_poll(_job("in_progress"))  # type: ignore[operator]
-    clock.now += 25.0  # the second poll took 25 s
-    assert watch.after_poll(_job("in_progress")) == 5.0  # due at 20-21 s, but never sooner than half
-    clock.now += 5.0
+    clock.now += 25.0  # the second poll took 25 s: slots 2 and 3 went by meanwhile
     delays = []
     for _ in range(4):
         delay = watch.after_poll(_job("in_progress"))
@@ -595,7 +624,38 @@ def test_watch_catches_up_a_late_poll_over_a_few_polls() -> None:
         delays.append(delay)
         clock.now += delay
     assert all(d >= 5.0 for d in delays)
-    assert 60.0 <= clock.now - first_answer <= 61.0  # the sixth poll after the first: back on schedule
+    assert abs(clock.now - first_answer - 70.0) <= 1.0 + 1e-9  # slots 4, 5, 6 and 7
+
+
+def test_a_wait_from_a_status_read_polls_first_one_interval_after_it() -> None:
+    """A trigger handed a job its task just read (the create's answer) does not poll at once; after a
+    triggerer restart it polls at the job's next slot, never more than an interval and the phase away."""
+    clock = FakeClock()
+    read_at = clock.now
+    clock.now += 2.0  # the deferral reached the triggerer
+    fresh = JobWatch("vid-1", 15.0, clock.now + 10**6, RecordingLog(), clock=clock, schedule_from=read_at)
+    assert 15.0 * 0.9 - 2.0 <= fresh.until_first_poll() <= 15.0 * 1.1 - 2.0 + 1e-9
+    clock.now = read_at + 15.0 * 40 + 7.0  # restarted ten minutes on
+    restarted = JobWatch("vid-1", 15.0, clock.now + 10**6, RecordingLog(), clock=clock, schedule_from=read_at)
+    first = restarted.until_first_poll()
+    assert 0.0 <= first <= 16.5
+    assert abs(clock.now + first - read_at - 15.0 * 41) <= 1.5 + 1e-9
+    ahead = JobWatch("vid-1", 15.0, 10**9, RecordingLog(), clock=clock, schedule_from=clock.now + 3600)
+    assert ahead.until_first_poll() <= 16.5  # a reader's clock an hour ahead
+
+
+def test_a_six_minute_job_costs_at_most_25_gets_after_its_create() -> None:
+    for seed in range(200):
+        random.seed(seed)
+        clock = FakeClock(0.0)
+        watch = JobWatch("vid-1", 15.0, 10**6, RecordingLog(), clock=clock)
+        gets = 0
+        step = watch.after_poll(_job("queued"))  # the create's answer
+        while isinstance(step, float):
+            clock.now += step
+            gets += 1
+            step = watch.after_poll(_job("completed" if clock.now >= 360.0 else "in_progress", 50))
+        assert gets <= 25, seed
 
 
 def test_job_from_event_success() -> None:

@@ -364,7 +364,9 @@ def test_generate_defers_to_the_trigger(ti: FakeTI) -> None:
         "poll_interval": 20.0,
         "end_time": trigger.end_time,
         "visible_by": trigger.visible_by,
+        "status_read_at": trigger.status_read_at,
     }
+    assert before <= (trigger.status_read_at or 0) <= time.time()  # the create's answer
     assert deferred.timeout == timedelta(seconds=900) + DEFERRAL_GRACE
     assert deferred.timeout > timedelta(seconds=900)
     # Everything the resumed task needs travels in the event, not in defer kwargs.

@@ -104,7 +104,9 @@ def test_deferrable_defers_when_not_done() -> None:
         "poll_interval",
         "end_time",
         "visible_by",
+        "status_read_at",
     }
+    assert before <= (trigger.status_read_at or 0) <= time.time()  # its check: polls go on an interval later
     assert deferred.timeout == timedelta(seconds=600) + DEFERRAL_GRACE
 
 

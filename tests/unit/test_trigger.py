@@ -63,7 +63,14 @@ def test_serialize_round_trip() -> None:
 
 def test_serialized_kwargs_are_primitives_without_the_key() -> None:
     _, kwargs = VeoTaskTrigger(video_id=VIDEO_ID, end_time=1_900_000_000.0).serialize()
-    assert set(kwargs) == {"video_id", "veo_conn_id", "poll_interval", "end_time", "visible_by"}
+    assert set(kwargs) == {
+        "video_id",
+        "veo_conn_id",
+        "poll_interval",
+        "end_time",
+        "visible_by",
+        "status_read_at",
+    }
     assert all(type(v) in (str, int, float, bool, type(None)) for v in kwargs.values()), kwargs
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert API_KEY not in json.dumps(kwargs)
