@@ -8,8 +8,10 @@ download (``VmHWM``, i.e. ``ru_maxrss``, reset just before through ``/proc/self/
 the RSS just before it, once the hook has read its connection and built its session (by reading the
 job once through the public ``get_video``).
 The phases are timed by wrapping the steps of a download: the request until its headers (connection
-set-up included), the staged file's creation, the free-space check, the hasher thread's start, the first
-chunk, and the publishing (fsync, rename); what remains is the body streaming past.
+set-up included), the staged file's creation, the free-space check, the start of the one helper thread
+(it hashes, walks the MP4 and keeps the deadline), the first chunk, the wait for that thread to hash the
+chunks still queued when the body has ended (the hashing tail), and the publishing (fsync, rename); what
+remains is the body streaming past.
 Prints one ``RESULT {json}`` line.
 """
 
@@ -39,6 +41,7 @@ PHASES: dict[str, tuple[Any, str]] = {
     "staged file": (StagedFile, "__enter__"),
     "free-space check": (download, "_check_room"),
     "thread start": (download._Hasher, "start"),
+    "hashing tail": (download._Hasher, "finish"),
     "fsync and rename": (StagedFile, "publish"),
 }
 

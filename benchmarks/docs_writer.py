@@ -60,7 +60,7 @@ METHOD = """\
   nothing else); rounds are interleaved. Peak memory growth is the process's peak RSS during the
   download minus its RSS just before. *Where the time goes*: the steps of download_video are
   wrapped with timers in the same runs (request until its headers, staged file, free-space check,
-  thread start, first chunk, fsync and rename); the body is the rest.
+  thread start, first chunk, hashing tail, fsync and rename); the body is the rest.
 - **API economy** drives `JobWatch` (the polling decisions shared by the trigger and the operators)
   with a fake clock, checks it with one real run on the emulator, and reads the emulator's own
   records for the gaps the client waited during 429 and 503 storms. The CDN listener of the

@@ -318,6 +318,7 @@ class _Download:
 
         from airflow_provider_veo.api import VideoJob
         from airflow_provider_veo.testing.emulator import expected_sha256
+        from airflow_provider_veo.testing.emulator.bodies import Clip
 
         with requests.Session() as session:
             session.headers["Authorization"] = f"Bearer {emu['api_key']}"
@@ -330,7 +331,8 @@ class _Download:
             "--job",
             json.dumps(job.to_dict()),
             f"--destination={folder}/",
-            f"--expected-sha256={expected_sha256(size)}",
+            # The emulator renders the job's seconds and size into the MP4's moov, so the clip counts.
+            f"--expected-sha256={expected_sha256(size, Clip.of(job.seconds or '', job.size or ''))}",
         ]
         return cls(hook_args, emu["env"], job.video_url or "", size, curl, folder)
 

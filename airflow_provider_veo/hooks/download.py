@@ -26,7 +26,6 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -106,23 +105,41 @@ def source_of(url: str) -> str:
 
 
 class _Hasher(threading.Thread):
-    """Hashes and walks the chunks it is handed, in order, on its own thread.
+    """Hashes and walks the chunks it is handed, in order, on its own thread, and keeps the deadline.
 
     The first :class:`Mp4Error` (bytes that cannot be an MP4) is kept; the chunks after it are
     dropped, so the receiver is never blocked by a hasher that has given up. The receiver checks
     :attr:`error` between chunks and stops.
+
+    The deadline is kept here rather than by a timer thread of its own, so a download starts one
+    thread, not two: waiting for its next chunk, this thread wakes at the deadline and shuts the
+    connection's socket down, which ends a blocked read. A per-read timeout never fires while a
+    server sends a byte now and then; this does. :attr:`fired` says whether it did, so the error the
+    read then raises (or the early end) is reported as the deadline.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, response: requests.Response, deadline: float) -> None:
         super().__init__(name="veo-download-hasher", daemon=True)
         self.chunks: queue.Queue[bytes] = queue.Queue(PIPELINE_DEPTH)
         self.digest = hashlib.sha256()
         self.walker = Mp4Walker()
         self.error: Mp4Error | None = None
+        self.fired = False
+        self._response = response
+        self._deadline = deadline
 
     def run(self) -> None:
-        get, digest, walker = self.chunks.get, self.digest, self.walker
-        while chunk := get():
+        get, digest, walker, deadline = self.chunks.get, self.digest, self.walker, self._deadline
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 and not self.fired:
+                self._end_body()  # checked before each chunk too: a fast server never lets the wait time out
+            try:
+                chunk = get() if self.fired else get(timeout=left)
+            except queue.Empty:
+                continue  # the deadline has come: the next turn ends the body
+            if not chunk:
+                return
             if self.error is not None:
                 continue
             digest.update(chunk)
@@ -136,33 +153,7 @@ class _Hasher(threading.Thread):
         self.chunks.put(_DONE)
         self.join()
 
-
-class _Watchdog:
-    """Ends the body at the deadline: shuts the connection's socket down, which wakes a blocked read.
-
-    A per-read timeout never fires while a server sends a byte now and then; this does. ``fired`` says
-    whether it did, so the error the read then raises (or the early end) is reported as the deadline.
-    """
-
-    def __init__(self, response: requests.Response, deadline: float) -> None:
-        self.fired = False
-        self._response = response
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Watchdog:
-        self._timer.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._timer.cancel()
-
-    def _fire(self) -> None:
+    def _end_body(self) -> None:
         self.fired = True
         connection = getattr(self._response.raw, "connection", None)
         sock = getattr(connection, "sock", None)
@@ -208,10 +199,10 @@ def receive(response: requests.Response, target: Destination, bounds: Bounds) ->
         if expected is not None and expected > bounds.max_bytes:
             raise bounds.too_large(f"announces {expected} bytes (Content-Length)")
         staged = target.stage()
-        with staged as sink, _Watchdog(response, bounds.deadline) as watchdog:
+        with staged as sink:
             if expected is not None:
                 _check_room(sink, expected, target)
-            hasher = _Hasher()
+            hasher = _Hasher(response, bounds.deadline)
             hasher.start()
             received = 0
             try:
@@ -229,7 +220,7 @@ def receive(response: requests.Response, target: Destination, bounds: Bounds) ->
                             break
                 finally:
                     hasher.finish()
-                if watchdog.fired:
+                if hasher.fired:
                     raise bounds.late(received)
                 if hasher.error is not None:
                     raise hasher.error
@@ -237,7 +228,7 @@ def receive(response: requests.Response, target: Destination, bounds: Bounds) ->
                     raise VeoDownloadError(f"the download is truncated: {received} of {expected} bytes")
                 info = hasher.walker.finish()
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                if watchdog.fired:
+                if hasher.fired:
                     raise bounds.late(received) from exc
                 raise VeoDownloadError(
                     f"the download broke off after {received} of {expected or 'unknown'} bytes "

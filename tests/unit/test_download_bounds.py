@@ -20,6 +20,7 @@ import pytest
 from airflow_provider_veo import api
 from airflow_provider_veo.api import VeoDownloadError, VeoInputError, VideoJob
 from airflow_provider_veo.hooks import download
+from airflow_provider_veo.hooks import veo as veo_module
 from airflow_provider_veo.hooks.settings import Settings
 from airflow_provider_veo.hooks.veo import VeoHook
 
@@ -201,9 +202,18 @@ def test_a_passed_deadline_stops_the_attempts(
 ) -> None:
     hook = _use(monkeypatch, download_timeout=30)
     requests_mock.get(CDN_URL, content=b"not an mp4", headers={"Content-Length": "10"})
-    # The deadline is taken at 0 (30 s later), the watchdog set at 0; the first failure comes at 100.
-    clock = iter([0.0, 0.0])
-    monkeypatch.setattr(download, "time", SimpleNamespace(monotonic=lambda: next(clock, 100.0)))
+    # The deadline is taken at 0 (30 s later); the first attempt fails at 100.
+    now = [0.0]
+    monkeypatch.setattr(download, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    receive = veo_module.receive
+
+    def fails_late(*args: Any) -> download.Written:
+        try:
+            return receive(*args)
+        finally:
+            now[0] = 100.0
+
+    monkeypatch.setattr(veo_module, "receive", fails_late)
     with pytest.raises(VeoDownloadError, match="not a whole MP4"):
         hook.download_video(VIDEO_ID, f"{tmp_path}/", job=_completed())
     assert _fetches(requests_mock) == [CDN_URL]
@@ -243,12 +253,30 @@ def test_the_source_shown_has_no_query_nor_user_info(url: str, shown: str) -> No
     assert download.source_of(url) == shown
 
 
-def test_the_watchdog_wakes_a_blocked_read(tmp_path: Path) -> None:
-    """Shutting the socket down ends a read that is waiting for bytes that do not come."""
+def test_the_deadline_wakes_a_blocked_read(tmp_path: Path) -> None:
+    """At the deadline the hasher shuts the socket down, which ends a read waiting for bytes that do
+    not come."""
     left, right = socket.socketpair()
     response = SimpleNamespace(raw=SimpleNamespace(connection=SimpleNamespace(sock=left)))
-    with download._Watchdog(response, time.monotonic()) as watchdog:  # type: ignore[arg-type]
-        assert left.recv(10) == b""  # woken by the shutdown, not by the peer
-    assert watchdog.fired
+    hasher = download._Hasher(response, time.monotonic() + 0.05)  # type: ignore[arg-type]
+    hasher.start()
+    assert left.recv(10) == b""  # woken by the shutdown, not by the peer
+    hasher.finish()
+    assert hasher.fired
+    left.close()
+    right.close()
+
+
+def test_the_deadline_ends_a_body_that_never_stops_flowing() -> None:
+    """A server fast enough that a chunk always waits is still cut off at the deadline."""
+    left, right = socket.socketpair()
+    response = SimpleNamespace(raw=SimpleNamespace(connection=SimpleNamespace(sock=left)))
+    hasher = download._Hasher(response, time.monotonic() - 1)  # type: ignore[arg-type]
+    for _ in range(download.PIPELINE_DEPTH):
+        hasher.chunks.put(b"x" * 16)  # queued before the thread runs: its wait never times out
+    hasher.start()
+    assert left.recv(10) == b""
+    hasher.finish()
+    assert hasher.fired
     left.close()
     right.close()
