@@ -374,13 +374,20 @@ def _download_notes(data: dict[str, Any]) -> list[str]:
                 f"{fmt(goal - ratio, 2)} under the goal)"
             )
         cpu = median([run["hook"]["cpu_seconds"] for run in paired])
+        hashing = [run["hook"]["sha256_alone_cpu_s"] for run in paired if "sha256_alone_cpu_s" in run["hook"]]
+        hash_part = (
+            f" SHA-256 alone takes {fmt(median(hashing), 3)} s of one core for this size here, work curl "
+            "does not do, on the same 2 cores as the emulator sending and the thread receiving."
+            if hashing
+            else ""
+        )
         out.append(
             f"*Download {size // MIB} MiB.* {missed}, with "
             f"{fmt(median([run['other_load_cores'] for run in paired]), 2)} of the 2 "
             f"cores taken by other processes; download_video spent {fmt(cpu, 2)} "
             f"s of CPU (two threads) in {fmt(median([run['hook']['seconds'] for run in paired]), 2)} s, curl "
-            f"{fmt(median([run['curl']['seconds'] for run in paired]), 2)} s. Where its time went is in the "
-            "download section's second table."
+            f"{fmt(median([run['curl']['seconds'] for run in paired]), 2)} s.{hash_part} Where its time "
+            "went is in the download section's second table."
         )
     if disk := data.get("disk_runs"):
         out.append(
