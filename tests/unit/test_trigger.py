@@ -228,7 +228,9 @@ def test_only_gets_and_one_client_per_run() -> None:
     assert len(events) == 1
 
 
-def test_polls_at_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+def _sleeps(monkeypatch: pytest.MonkeyPatch, trigger: VeoTaskTrigger, polls: int) -> tuple[list[float], int]:
+    """The trigger's own sleeps (which do not move the clock) while its job ends on poll ``polls``, and
+    the GETs it made."""
     slept: list[float] = []
     real_sleep = asyncio.sleep
 
@@ -238,20 +240,44 @@ def test_polls_at_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with serving(
         _responses(
-            *[Answer(200, json=job_json(status="in_progress"))] * 3,
+            *[Answer(200, json=job_json(status="in_progress"))] * (polls - 1),
             Answer(200, json=job_json(status="completed")),
         )
-    ):
+    ) as route:
         # The trigger's own sleeps: aiohttp and the loopback server sleep(0) in the same loop too.
         monkeypatch.setattr(
             trigger_module, "asyncio", SimpleNamespace(**{**vars(asyncio), "sleep": fake_sleep})
         )
-        events = _events(_trigger(poll_interval=15))
+        events = _events(trigger)
     assert [e["status"] for e in events] == ["success"]
-    assert len(slept) == 3
-    # The fake sleep does not move the clock: the k-th wait lasts until the k-th poll is due, k intervals
-    # (plus 0-10% of one) after the trigger started.
-    assert all(15 * k - 1 <= s <= 15 * k + 1.5 for k, s in enumerate(slept, 1)), slept
+    return slept, route.call_count
+
+
+def test_polls_at_the_interval_from_its_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept, gets = _sleeps(monkeypatch, _trigger(poll_interval=15), polls=4)
+    assert gets == 4 and len(slept) == 3  # the first poll at once
+    # The k-th wait lasts until the k-th poll is due: k intervals plus the trigger's phase (within
+    # +-10% of one, the same for every poll) after the trigger started, whatever the polls took.
+    assert all(15 * k - 1.5 - 5 <= s <= 15 * k + 1.5 for k, s in enumerate(slept, 1)), slept
+    phases = [s - 15 * k for k, s in enumerate(slept, 1)]
+    assert max(phases) - min(phases) < 5, slept
+
+
+def test_a_job_just_read_is_polled_first_one_interval_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deferring task has just read the job: the trigger's first GET waits for the next slot."""
+    slept, gets = _sleeps(monkeypatch, _trigger(poll_interval=15, status_read_at=time.time()), polls=2)
+    assert gets == 2 and len(slept) == 2
+    assert 15 * 0.9 - 5 <= slept[0] <= 15 * 1.1, slept
+    assert abs(slept[1] - slept[0] - 15) < 5, slept
+
+
+def test_a_restarted_trigger_polls_at_its_jobs_next_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A triggerer restart ten minutes after the task's read: no burst of GETs at once, but each job
+    at its next slot, at most an interval and its phase away."""
+    read_at = time.time() - 15 * 40 - 7
+    slept, gets = _sleeps(monkeypatch, _trigger(poll_interval=15, status_read_at=read_at), polls=1)
+    assert gets == 1 and len(slept) == 1
+    assert 8 - 1.5 - 5 <= slept[0] <= 8 + 1.5, slept  # slot 41 is 8 s (and the phase) away
 
 
 def test_progress_is_logged_only_when_debugging(logs: Any) -> None:
