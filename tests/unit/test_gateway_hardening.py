@@ -357,9 +357,9 @@ def test_watch_logs_ids_on_one_line() -> None:
     "video_id", ["task_$(touch PWNED)", "task_`touch PWNED`", "t';touch PWNED;'", 't"&& touch PWNED', "a b|c"]
 )
 def test_the_paid_for_command_runs_nothing_the_id_chose(video_id: str, tmp_path: Path) -> None:
-    message = _paid_for(video_id, f"{tmp_path}/out dir/")
+    message = _paid_for(video_id, f"{tmp_path}/out dir/", "veo $(touch PWNED)")
     command = message.split("or this shell command: ", 1)[1]
-    assert shlex.split(command)[4:] == [video_id, f"{tmp_path}/out dir/"]
+    assert shlex.split(command)[4:] == [video_id, f"{tmp_path}/out dir/", "--conn-id", "veo $(touch PWNED)"]
     subprocess.run(["bash", "-c", f"python() {{ :; }}; {command}"], check=True, cwd=tmp_path)
     assert not (tmp_path / "PWNED").exists()
 
