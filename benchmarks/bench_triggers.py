@@ -307,6 +307,8 @@ class Bench:
             "latency": self.args.latency,
             "polls": self.args.polls,
             "ideal_s": ideal if self.args.polls else None,
+            # From the run's start to the last trigger's: a burst of 10,000 takes a moment to start.
+            "start_spread_s": max(self.started.values(), default=self.t0_wall) - self.t0_wall,
             "lateness_max_s": max(lateness, default=float("nan")),
             "lateness_p99_s": percentile(lateness, 0.99),
             "lateness_allowed_s": allowed_lateness,

@@ -169,15 +169,19 @@ def trigger_targets(results: dict[str, Any]) -> list[list[str]]:
         if spec.get("polls") and (m := ours(name)):
             rows.append(on_schedule(name, m))
             ideal = m["ideal_s"]
+            # The last trigger starts a moment after the first: its N-th poll is due that much later.
+            spread = m.get("start_spread_s", 0.0)
+            goal = 1.1 * ideal + 2 * spec["latency"] + 1 + spread
             rows.append(
                 _row(
                     f"{scenario_label(spec)}: wall time to the last event, s (against "
                     f"{spec['polls'] - 1} x {spec['poll_interval']:g} s)",
                     m["wall_to_all_events_s"],
-                    f"<= {1.1 * ideal + 2 * spec['latency'] + 1:.1f} s",
-                    m["wall_to_all_events_s"] <= 1.1 * ideal + 2 * spec["latency"] + 1,
-                    f"{m['wall_to_all_events_s'] / ideal:.2f} x {ideal:g} s; the in-flight bound alone "
-                    f"spreads {spec['n']:,} polls over {spec['n'] * spec['latency'] / bound:.1f} s",
+                    f"<= {goal:.1f} s",
+                    m["wall_to_all_events_s"] <= goal,
+                    f"{m['wall_to_all_events_s'] / ideal:.2f} x {ideal:g} s; the last trigger started "
+                    f"{spread:.1f} s after the first; the in-flight bound alone spreads {spec['n']:,} polls "
+                    f"over {spec['n'] * spec['latency'] / bound:.1f} s",
                 )
             )
     provider = [m for (name, variant), m in medians.items() if variant == "provider" and name in specs]
