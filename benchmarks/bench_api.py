@@ -50,16 +50,15 @@ def simulate(job_seconds: float, poll_interval: float, seed: int) -> dict[str, f
     random.seed(seed)
     now = [0.0]
     watch = JobWatch("sim", poll_interval, api.DEFAULT_TIMEOUT, _Quiet(), clock=lambda: now[0])
-    gets, gaps = -1, []
-    while True:
-        gets += 1
-        done = gets > 0 and now[0] >= job_seconds
-        job = VideoJob("sim", "completed" if done else "in_progress", progress=100 if done else 50)
-        step = watch.after_poll(job)
-        if isinstance(step, dict):
-            return {"gets": gets, "seen_late_s": now[0] - job_seconds, "min_gap_s": min(gaps, default=0)}
+    gets, gaps = 0, []
+    outcome = VideoJob("sim", "queued")  # the create's answer: the first status, without a GET
+    while not isinstance(step := watch.after_poll(outcome), dict):
         gaps.append(step)
         now[0] += step
+        gets += 1
+        done = now[0] >= job_seconds
+        outcome = VideoJob("sim", "completed" if done else "in_progress", progress=100 if done else 50)
+    return {"gets": gets, "seen_late_s": now[0] - job_seconds, "min_gap_s": min(gaps, default=0)}
 
 
 def simulated(job_seconds: float, runs: int) -> dict[str, Any]:

@@ -227,7 +227,7 @@ class JobWatch:
 
     def until_first_poll(self) -> float:
         """Seconds before the first poll of a wait whose job was read at ``schedule_from``: until its next
-        slot, at most an interval and its phase away (a clock ahead of the reader's waits no longer)."""
+        slot, never more than an interval and the phase, even if the reader's clock ran ahead of ours."""
         if self._schedule_from is None:
             return 0.0
         return min(self._until_next_slot(self._schedule_from, minimum=0.0), self._latest_gap)
