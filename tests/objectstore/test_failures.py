@@ -20,7 +20,7 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +90,8 @@ def test_store_hangs_mid_upload_leaves_nothing_and_says_how_to_fetch_the_paid_vi
 ) -> None:
     store = hung_store
     frozen = threading.Event()
-    done = threading.Event()
 
-    def freeze_once_the_upload_is_open_then_thaw() -> None:
+    def freeze_once_the_upload_is_open_then_thaw(done: threading.Event) -> None:
         while not done.is_set():
             try:
                 if store.open_uploads(prefix):
@@ -105,24 +104,38 @@ def test_store_hangs_mid_upload_leaves_nothing_and_says_how_to_fetch_the_paid_vi
         done.wait(HOLD)
         store.server.resume()
 
-    watcher = threading.Thread(target=freeze_once_the_upload_is_open_then_thaw, daemon=True)
-    watcher.start()
-    prompt = f"A lighthouse in a storm, uploaded to a store that hangs. [emu:bytes={VIDEO_BYTES}]"
-    try:
-        result = run_dag(
-            dag_named("veo_objectstore_generate_only"),
-            run_conf={"destination": store.uri(prefix), "prompt": prompt},
-        )
-    finally:
-        done.set()
-        watcher.join()
-        store.server.resume()
+    result = _generate_while(store, prefix, freeze_once_the_upload_is_open_then_thaw, store.server.resume)
     log = capfd.readouterr().out
 
     assert frozen.is_set(), (
         "the upload never started an unfinished upload: the store was not failed mid-upload"
     )
     broken = _broken_promises(emulator, store, prefix, result, log)
+    _assert_none_broken(broken, log)
+
+
+def _generate_while(
+    store: Store, prefix: str, hang: Callable[[threading.Event], None], thaw: Callable[[], None]
+) -> Any:
+    """Run the generate DAG into ``store`` while ``hang`` hangs it (in a thread, told by the event
+    when the run has ended), then make sure it is thawed whatever happened."""
+    done = threading.Event()
+    watcher = threading.Thread(target=hang, args=(done,), daemon=True)
+    watcher.start()
+    prompt = f"A lighthouse in a storm, uploaded to a store that hangs. [emu:bytes={VIDEO_BYTES}]"
+    try:
+        return run_dag(
+            dag_named("veo_objectstore_generate_only"),
+            run_conf={"destination": store.uri(prefix), "prompt": prompt},
+        )
+    finally:
+        done.set()
+        watcher.join()
+        thaw()
+
+
+def _assert_none_broken(broken: list[str], log: str) -> None:
+    """Fail with every broken promise and the task's error lines."""
     errors = "\n".join(line[:400] for line in log.splitlines() if "error" in line.lower())[-3000:]
     assert not broken, "\n".join(broken) + f"\nthe task's errors:\n{errors}"
 
@@ -270,32 +283,19 @@ def test_gcs_hangs_mid_resumable_upload_leaves_nothing_and_says_how_to_fetch_the
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     store, proxy = stalling_gcs
-    done = threading.Event()
 
-    def thaw_after_the_hold() -> None:
+    def thaw_after_the_hold(done: threading.Event) -> None:
         # The task's execution_timeout ends the attempt during the hold: the stall began after the task did.
         while not (proxy.stalled.wait(0.1) or done.is_set()):
             pass
         done.wait(HOLD)
         proxy.release()
 
-    watcher = threading.Thread(target=thaw_after_the_hold, daemon=True)
-    watcher.start()
-    prompt = f"A lighthouse in a storm, uploaded to a store that hangs. [emu:bytes={VIDEO_BYTES}]"
-    try:
-        result = run_dag(
-            dag_named("veo_objectstore_generate_only"),
-            run_conf={"destination": store.uri(prefix), "prompt": prompt},
-        )
-    finally:
-        done.set()
-        watcher.join()
-        proxy.release()
+    result = _generate_while(store, prefix, thaw_after_the_hold, proxy.release)
     log = capfd.readouterr().out
 
     assert proxy.stalled.is_set(), "the upload never got part-way: the store was not failed mid-upload"
     broken = _broken_promises(emulator, store, prefix, result, log)
     if proxy.creates != 1:
         broken.append(f"the emulator got {proxy.creates} resumable uploads created, not 1")
-    errors = "\n".join(line[:400] for line in log.splitlines() if "error" in line.lower())[-3000:]
-    assert not broken, "\n".join(broken) + f"\nthe task's errors:\n{errors}"
+    _assert_none_broken(broken, log)
