@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,11 @@ def metadata_db() -> None:
 
 
 @pytest.fixture
-def emulator(metadata_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[VeoEmulator]:
-    """A running emulator that ``veo_default`` points at, with short polls for the example DAGs."""
-    with VeoEmulator() as emu:
-        for name, value in emu.env().items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("VEO_POLL_INTERVAL", "0.2")
-        yield emu
+def emulator(metadata_db: None, veo_emulator: VeoEmulator, monkeypatch: pytest.MonkeyPatch) -> VeoEmulator:
+    """The provider's own emulator fixture (``veo_default`` points at it), with short polls for the
+    example DAGs."""
+    monkeypatch.setenv("VEO_POLL_INTERVAL", "0.2")
+    return veo_emulator
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -190,12 +190,9 @@ def metadata_db() -> None:
 
 
 @pytest.fixture
-def emulator(metadata_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[VeoEmulator]:
-    """The CometAPI emulator that ``veo_default`` points at."""
-    with VeoEmulator() as emu:
-        for name, value in emu.env().items():
-            monkeypatch.setenv(name, value)
-        yield emu
+def emulator(metadata_db: None, veo_emulator: VeoEmulator) -> VeoEmulator:
+    """The CometAPI emulator that ``veo_default`` points at: the provider's own fixture."""
+    return veo_emulator
 
 
 @pytest.fixture(scope="session")
