@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import pytest
 
 from airflow_provider_veo import api, get_provider_info
 
-from ..browser import CHROMIUM_ARGS, chromium_or_skip
+from ..browser import chromium_or_skip, open_page
 from ..stack import ARTIFACTS, Deployment, require_airflow
 
 if TYPE_CHECKING:
@@ -53,18 +52,8 @@ def chromium() -> str:
 
 @pytest.fixture
 def page(chromium: str, deployment: Deployment) -> Iterator[Page]:
-    from playwright.sync_api import sync_playwright
-
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
-    SCREENSHOTS.mkdir(parents=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            context.set_default_timeout(30_000)
-            yield context.new_page()
-        finally:
-            browser.close()
+    with open_page(chromium, SCREENSHOTS, height=900, timeout_ms=30_000) as opened:
+        yield opened
 
 
 class Steps:

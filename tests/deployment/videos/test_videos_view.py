@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,8 +22,7 @@ from urllib.parse import quote
 
 import pytest
 
-from ..browser import CHROMIUM_ARGS as BROWSER_ARGS
-from ..browser import chromium_or_skip
+from ..browser import chromium_or_skip, open_page
 from ..stack import ARTIFACTS
 from .conftest import DAG_ID, DELETED, PROMPTS, VideosRun
 
@@ -35,7 +33,7 @@ pytestmark = pytest.mark.deployment
 
 SCREENSHOTS = ARTIFACTS / "ui" / "videos"
 #: The players start without a click.
-CHROMIUM_ARGS = [*BROWSER_ARGS, "--autoplay-policy=no-user-gesture-required"]
+AUTOPLAY = ["--autoplay-policy=no-user-gesture-required"]
 #: Seek the first available player to the middle once it has its metadata; answer what it reached.
 SEEK = """async () => {
   const video = document.querySelector("video");
@@ -69,20 +67,12 @@ def chromium() -> str:
 
 @pytest.fixture
 def page(chromium: str, videos_run: VideosRun) -> Iterator[Page]:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     # Generous waits: a loaded machine renders Airflow's UI slowly (the default is 5 s).
     expect.set_options(timeout=60_000)
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
-    SCREENSHOTS.mkdir(parents=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
-            context.set_default_timeout(60_000)
-            yield context.new_page()
-        finally:
-            browser.close()
+    with open_page(chromium, SCREENSHOTS, height=1000, timeout_ms=60_000, extra_args=AUTOPLAY) as opened:
+        yield opened
 
 
 def view_frame(page: Page, path: str) -> Frame:
