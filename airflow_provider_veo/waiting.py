@@ -52,14 +52,15 @@ def defer_to_trigger(
     from airflow_provider_veo.triggers.veo import VeoTaskTrigger
 
     seconds = time_left(operator, context, timeout)
+    now = time.time()
     operator.defer(
         trigger=VeoTaskTrigger(
             video_id=video_id,
             veo_conn_id=veo_conn_id,
             poll_interval=poll_interval,
-            end_time=time.time() + seconds,
+            end_time=now + seconds,
             visible_by=visible_by,
-            status_read_at=time.time(),
+            status_read_at=now,
         ),
         method_name="execute_complete",
         kwargs=resume_kwargs,

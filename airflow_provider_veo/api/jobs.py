@@ -230,7 +230,8 @@ class JobWatch:
         slot, never more than an interval and the phase, even if the reader's clock ran ahead of ours."""
         if self._schedule_from is None:
             return 0.0
-        return min(self._until_next_slot(self._schedule_from, minimum=0.0), self._latest_gap)
+        longest = self.poll_interval * (1.0 + SCHEDULE_PHASE)
+        return min(self._until_next_slot(self._schedule_from, minimum=0.0), longest)
 
     def _until_next_poll(self) -> float:
         """Seconds until the next poll is due: the next slot of the schedule after the last poll's.
@@ -249,10 +250,6 @@ class JobWatch:
         self._slot = max(self._slot + 1, math.floor((now - origin) / interval) + 1)
         due = origin + interval * (self._slot + self._phase)
         return max(due - now, minimum)
-
-    @property
-    def _latest_gap(self) -> float:
-        return self.poll_interval * (1.0 + SCHEDULE_PHASE)
 
     @property
     def _shown_id(self) -> str:
