@@ -68,21 +68,30 @@ def test_record_and_verbose_show_every_request_as_it_is_answered(
 ) -> None:
     process, output, connection, record = served
     auth = {"Authorization": "Bearer sk-shell"}
-    created = requests.post(
-        connection["host"] + "/v1/videos",
-        headers=auth,
-        files=[("model", (None, "veo3.1-fast")), ("prompt", (None, PROMPT)), ("seconds", (None, "6"))],
-        timeout=10,
+    lines: list[str] = []
+
+    def answered(response: requests.Response) -> requests.Response:
+        """The line is printed once the answer is sent: wait for it, so lines from the api and cdn
+        listeners (different threads) are read in the order the requests were made."""
+        lines.append(output.next().rstrip("\n"))
+        return response
+
+    created = answered(
+        requests.post(
+            connection["host"] + "/v1/videos",
+            headers=auth,
+            files=[("model", (None, "veo3.1-fast")), ("prompt", (None, PROMPT)), ("seconds", (None, "6"))],
+            timeout=10,
+        )
     )
     video_id = created.json()["id"]
     job_url = connection["host"] + api.video_path(video_id)
-    statuses = [requests.get(job_url, headers=auth, timeout=10).status_code for _ in range(2)]
-    assert requests.get(job_url, timeout=10).status_code == 401
-    video_url = requests.get(job_url, headers=auth, timeout=10).json()["video_url"]
-    assert requests.get(video_url, timeout=10).content.startswith(b"\x00\x00\x00")
+    statuses = [answered(requests.get(job_url, headers=auth, timeout=10)).status_code for _ in range(2)]
+    assert answered(requests.get(job_url, timeout=10)).status_code == 401
+    video_url = answered(requests.get(job_url, headers=auth, timeout=10)).json()["video_url"]
+    assert answered(requests.get(video_url, timeout=10)).content.startswith(b"\x00\x00\x00")
 
-    # --verbose: a line per request, in order, and for the create its model, seconds and prompt start.
-    lines = [output.next().rstrip("\n") for _ in range(6)]
+    # --verbose: a line per request, and for the create its model, seconds and prompt start.
     path = api.video_path(video_id)
     assert [line.split(" ", 1)[1] for line in lines[1:]] == [
         f"api GET {path} 200",
