@@ -274,14 +274,16 @@ def measure_download(config: dict[str, Any]) -> dict[str, Any]:
                     )
                     say(
                         f"  hook {hook['mib_per_s']:.0f} MiB/s, bare requests {bare['mib_per_s']:.0f}, "
-                        f"curl {by_curl.get('mib_per_s', 0):.0f} "
-                        f"MiB/s, growth {hook['peak_growth_mib']:.1f} MiB, "
+                        f"curl {by_curl.get('mib_per_s', 0):.0f} MiB/s, curl + sha256 "
+                        f"{by_curl.get('hashed', {}).get('mib_per_s', 0):.0f} MiB/s, "
+                        f"growth {hook['peak_growth_mib']:.1f} MiB, "
                         f"other load {load.other_cores:.2f} cores"
                     )
     return {
         "runs": rows,
         "disk_runs": disk_rows,
         "curl": _curl_version(curl),
+        "sha256_tool": " ".join(_sha256_tool()[:2]),
         "folder_kind": _fs_kind(folder),
         "disk_kind": _fs_kind(disk),
     }
@@ -309,6 +311,7 @@ class _Download:
     env: dict[str, str]
     url: str
     size: int
+    sha256: str
     curl: str | None
     folder: Path
 
@@ -326,30 +329,51 @@ class _Download:
             created = session.post(emu["url"] + "/v1/videos", files=parts, timeout=30).json()
             read = session.get(emu["url"] + "/v1/videos/" + created["id"], timeout=30)
             job = VideoJob.from_json(read.json())
+        # The emulator renders the job's seconds and size into the MP4's moov, so the clip counts.
+        sha256 = expected_sha256(size, Clip.of(job.seconds or "", job.size or ""))
         hook_args = [
             "benchmarks/bench_download.py",
             "--job",
             json.dumps(job.to_dict()),
             f"--destination={folder}/",
-            # The emulator renders the job's seconds and size into the MP4's moov, so the clip counts.
-            f"--expected-sha256={expected_sha256(size, Clip.of(job.seconds or '', job.size or ''))}",
+            f"--expected-sha256={sha256}",
         ]
-        return cls(hook_args, emu["env"], job.video_url or "", size, curl, folder)
+        return cls(hook_args, emu["env"], job.video_url or "", size, sha256, curl, folder)
 
     def pair(self, *extra: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """download_video in a fresh process (``extra``: more of its arguments), then curl on the same URL."""
+        """download_video in a fresh process (``extra``: more of its arguments), then curl on the same
+        URL, alone and followed by a SHA-256 of the file (the like-for-like shell alternative)."""
         hook = run_json([*self.hook_args, *extra], env=self.env)
-        return hook, _curl(self.curl, self.url, self.folder / "curl.mp4", self.size) if self.curl else {}
+        if not self.curl:
+            return hook, {}
+        by_curl = _curl(self.curl, self.url, self.folder / "curl.mp4", self.size)
+        hashed = _curl(self.curl, self.url, self.folder / "curl.mp4", self.size, sha256=self.sha256)
+        return hook, by_curl | {"hashed": hashed}
 
 
-def _curl(curl: str, url: str, target: Path, size: int) -> dict[str, Any]:
-    """``curl -o`` on the same URL: the throughput the machine and the emulator allow without Python."""
+#: The SHA-256 tools tried for curl's like-for-like row, fastest first: OpenSSL's uses the CPU's SHA
+#: instructions; coreutils' sha256sum (always there) may not.
+SHA256_TOOLS = (["openssl", "dgst", "-sha256", "-r"], ["sha256sum"])
+
+
+def _sha256_tool() -> list[str]:
+    return next(tool for tool in SHA256_TOOLS if shutil.which(tool[0]))
+
+
+def _curl(curl: str, url: str, target: Path, size: int, sha256: str | None = None) -> dict[str, Any]:
+    """``curl -o`` on the same URL: the throughput the machine and the emulator allow without Python.
+    With ``sha256``, then the file's SHA-256 by :func:`_sha256_tool`, checked against it: what a shell
+    script that keeps a checksum of every video does."""
     started = time.perf_counter()
     subprocess.run([curl, "-s", "-S", "-f", "-o", str(target), url], check=True)
+    result: dict[str, Any] = {}
+    if sha256 is not None:
+        hashed = subprocess.run([*_sha256_tool(), str(target)], check=True, capture_output=True, text=True)
+        result["sha256_ok"] = hashed.stdout.split()[0] == sha256
     seconds = time.perf_counter() - started
     got = target.stat().st_size
     target.unlink()
-    return {"seconds": seconds, "mib_per_s": got / seconds / MIB, "bytes_ok": got == size}
+    return result | {"seconds": seconds, "mib_per_s": got / seconds / MIB, "bytes_ok": got == size}
 
 
 def _curl_version(curl: str | None) -> str:

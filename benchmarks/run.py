@@ -9,8 +9,8 @@ Four sections, each in fresh processes, against the CometAPI emulator running in
    aiohttp session, and the patterns other providers use (sync ``requests`` in the coroutine,
    ``asyncio.to_thread(requests...)``, one ``httpx.AsyncClient`` per trigger). Events and their
    schedule, event-loop stalls, CPU, memory per trigger, garbage collections, requests in flight.
-2. download  -- ``VeoHook.download_video`` against ``curl -o`` on the same URL, 100 MiB and 1 GiB into
-   tmpfs, and 1 GiB onto the disk.
+2. download  -- ``VeoHook.download_video`` against ``curl -o`` on the same URL, alone and followed by a
+   SHA-256 of the file, 16 MiB, 100 MiB and 1 GiB into tmpfs, and 1 GiB onto the disk.
 3. api       -- GETs per job at the default poll interval; the waits under a 429 storm.
 4. parse     -- what importing the operators and the sensor adds to ``import airflow.sdk``.
 

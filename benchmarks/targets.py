@@ -9,7 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from benchlib import fmt, median, table
-from tables import MIB, by_size, over_curl_ms, ratio_to_curl, scenario_label, scenario_specs, trigger_medians
+from tables import (
+    MIB,
+    by_size,
+    over_curl_ms,
+    ratio_to_curl,
+    ratio_to_hashing_curl,
+    scenario_label,
+    scenario_specs,
+    trigger_medians,
+)
 
 TARGETS = {
     # 10,000 triggers at a 15 s poll in one loop
@@ -385,6 +394,13 @@ def _download_notes(data: dict[str, Any]) -> list[str]:
             if hashing
             else ""
         )
+        like_for_like = ratio_to_hashing_curl(paired)
+        if like_for_like == like_for_like:  # not NaN
+            tool = data.get("sha256_tool", "sha256sum")
+            hash_part += (
+                f" Against curl followed by `{tool}` on the file, the same bytes hashed, download_video was"
+                f" {fmt(like_for_like, 2)}x as fast."
+            )
         out.append(
             f"*Download {size // MIB} MiB.* {missed}, with "
             f"{fmt(median([run['other_load_cores'] for run in paired]), 2)} of the 2 "
