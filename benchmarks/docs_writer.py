@@ -56,7 +56,8 @@ METHOD = """\
   every 10 ms.
 - **Download**: a fresh process runs `VeoHook.download_video` (streaming, SHA-256, MP4 check, staged
   file, free-space check, deadline, fsync, rename) on the job's `video_url`, then `curl -o` fetches
-  the same URL, then a fresh process fetches it with bare `requests` (streamed, hashed and written,
+  the same URL, then `curl -o` again followed by a SHA-256 tool on the file (checked against the
+  job's digest), then a fresh process fetches it with bare `requests` (streamed, hashed and written,
   nothing else); rounds are interleaved. Peak memory growth is the process's peak RSS during the
   download minus its RSS just before. *Where the time goes*: the steps of download_video are
   wrapped with timers in the same runs (request until its headers, staged file, free-space check,
@@ -65,9 +66,11 @@ METHOD = """\
   with a fake clock, checks it with one real run on the emulator, and reads the emulator's own
   records for the gaps the client waited during 429 and 503 storms. The CDN listener of the
   emulator refuses and counts any request that carries an `Authorization` header.
-- **DAG parse cost**: fresh interpreters, bytecode cached, `python -c "import airflow.sdk"` against
-  the same plus the provider's operators and sensor, alternating; CPU time (not inflated by other
-  processes) is the judged figure, wall time and `-X importtime` are shown too.
+- **DAG parse cost**: fresh interpreters, bytecode cached. The judged figure is the CPU time (not
+  inflated by other processes) of importing the provider's operators and sensor, read inside each
+  interpreter once `airflow.sdk` is imported. Shown too: whole interpreters timed from outside,
+  `python -c "import airflow.sdk"` against the same plus the provider, alternating (their difference
+  is within the noise of a 1.5 s start-up), and `-X importtime`.
 - Benchmark processes run at `nice -10` when allowed, to keep other users' load from dominating.
 """
 

@@ -271,7 +271,7 @@ def api_targets(results: dict[str, Any]) -> list[list[str]]:
 
 def parse_targets(results: dict[str, Any]) -> list[list[str]]:
     """CPU that importing the operators and the sensor adds to a DAG parse."""
-    value = results["parse"]["added_cpu_median_ms"]
+    value = results["parse"]["in_process_cpu_median_ms"]
     name = "DAG parse: added by importing operators + sensor (ms CPU)"
     return [_limit(name, value, "<=", TARGETS["parse_added_ms"], unit="ms")]
 
