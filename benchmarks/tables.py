@@ -299,7 +299,8 @@ def download_tables(results: dict[str, Any]) -> list[str]:
 
     out = [
         f"Download over loopback; {data['curl']}. Medians of {results['config']['repeats']} interleaved "
-        "rounds (download_video in a fresh process, then curl, then bare requests in a fresh process, on the "
+        "rounds (download_video in a fresh process, then curl, then curl + sha256, then bare requests in a "
+        "fresh process, on the "
         "same URL); the ratio and the time over curl's are the medians of the pairs'; memory growth is the "
         "worst run's. download_video receives and writes on one thread and hashes (SHA-256) and checks "
         "the MP4 boxes on another, then fsyncs and renames; *bare requests* streams, hashes and writes on "
