@@ -34,19 +34,22 @@ def timed(code: str, env: dict[str, str]) -> tuple[float, float]:
     return wall, cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
 
 
+#: The line that carries the in-process timing; Airflow may log to standard output around it.
+MARK = "provider import seconds (wall, cpu):"
 #: Prints the wall and CPU seconds of importing the operators and the sensor once ``airflow.sdk`` is in.
 IN_PROCESS = f"""{BASE}
 import time
 wall, cpu = time.perf_counter(), time.process_time()
 import airflow_provider_veo.operators.veo, airflow_provider_veo.sensors.veo
-print(time.perf_counter() - wall, time.process_time() - cpu)
+print({MARK!r}, time.perf_counter() - wall, time.process_time() - cpu)
 """
 
 
 def in_process(env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and CPU seconds of the provider's import alone, in a fresh interpreter."""
     result = subprocess.run([PYTHON, "-c", IN_PROCESS], env=env, check=True, capture_output=True, text=True)
-    wall, cpu = (float(value) for value in result.stdout.split())
+    (line,) = (line for line in result.stdout.splitlines() if line.startswith(MARK))
+    wall, cpu = (float(value) for value in line.removeprefix(MARK).split())
     return wall, cpu
 
 
