@@ -26,6 +26,10 @@ API_KEY = "sk-secret-123"
 BASE_URL = "http://api.test"
 VIDEO_ID = "veo3.1:1764905797-816jUFZAkM"
 JOB_URL = f"{BASE_URL}/v1/videos/{VIDEO_ID}"
+#: What a serialized VeoTaskTrigger carries (primitives, never the key): the trigger and every deferral.
+TRIGGER_KWARGS = frozenset(
+    {"video_id", "veo_conn_id", "poll_interval", "end_time", "visible_by", "status_read_at"}
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(64))
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(64))

@@ -18,7 +18,7 @@ from airflow_provider_veo.sensors.veo import VeoTaskSensor
 from airflow_provider_veo.triggers.veo import VeoTaskTrigger
 from airflow_provider_veo.waiting import DEFERRAL_GRACE
 
-from .conftest import VIDEO_ID, job_json
+from .conftest import TRIGGER_KWARGS, VIDEO_ID, job_json
 
 try:  # Airflow 3.2+
     from airflow.sdk.exceptions import TaskDeferred
@@ -98,14 +98,7 @@ def test_deferrable_defers_when_not_done() -> None:
     assert isinstance(trigger, VeoTaskTrigger)
     assert (trigger.video_id, trigger.veo_conn_id, trigger.poll_interval) == (VIDEO_ID, "v2", 20.0)
     assert before + 600 <= trigger.end_time <= time.time() + 600
-    assert set(trigger.serialize()[1]) == {
-        "video_id",
-        "veo_conn_id",
-        "poll_interval",
-        "end_time",
-        "visible_by",
-        "status_read_at",
-    }
+    assert set(trigger.serialize()[1]) == TRIGGER_KWARGS
     assert before <= (trigger.status_read_at or 0) <= time.time()  # its check: polls go on an interval later
     assert deferred.timeout == timedelta(seconds=600) + DEFERRAL_GRACE
 

@@ -14,7 +14,7 @@ import pytest
 from airflow_provider_veo.triggers import veo as trigger_module
 from airflow_provider_veo.triggers.veo import VeoTaskTrigger
 
-from .conftest import API_KEY, JOB_URL, VIDEO_ID, error_json, job_json
+from .conftest import API_KEY, JOB_URL, TRIGGER_KWARGS, VIDEO_ID, error_json, job_json
 from .loopback_api import Answer, LoopbackApi, serving
 
 JOB_PATH = JOB_URL.split("api.test", 1)[1]
@@ -63,14 +63,7 @@ def test_serialize_round_trip() -> None:
 
 def test_serialized_kwargs_are_primitives_without_the_key() -> None:
     _, kwargs = VeoTaskTrigger(video_id=VIDEO_ID, end_time=1_900_000_000.0).serialize()
-    assert set(kwargs) == {
-        "video_id",
-        "veo_conn_id",
-        "poll_interval",
-        "end_time",
-        "visible_by",
-        "status_read_at",
-    }
+    assert set(kwargs) == TRIGGER_KWARGS
     assert all(type(v) in (str, int, float, bool, type(None)) for v in kwargs.values()), kwargs
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert API_KEY not in json.dumps(kwargs)
