@@ -248,7 +248,7 @@ def measure_triggers(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 def measure_download(config: dict[str, Any]) -> dict[str, Any]:
     """Per size, ``repeats`` rounds: the hook, curl, then bare requests, each on the same URL."""
-    curl = shutil.which("curl")
+    curl, sha256_tool = shutil.which("curl"), _sha256_tool()
     rows: list[dict[str, Any]] = []
     disk_rows: list[dict[str, Any]] = []
     with _download_dir() as folder, _download_dir(disk=True) as disk, emulator() as emu:
@@ -257,7 +257,7 @@ def measure_download(config: dict[str, Any]) -> dict[str, Any]:
             (disk, config["download"]["disk_sizes"], disk_rows),
         ):
             for size in sizes:
-                download = _Download.create(emu, size, where, curl)
+                download = _Download.create(emu, size, where, curl, sha256_tool)
                 for repeat in range(config["repeats"]):
                     say(f"download: {size // MIB} MiB into {_fs_kind(where)}, repeat {repeat + 1} ...")
                     with MachineLoad(emu["pid"]) as load:
@@ -283,7 +283,7 @@ def measure_download(config: dict[str, Any]) -> dict[str, Any]:
         "runs": rows,
         "disk_runs": disk_rows,
         "curl": _curl_version(curl),
-        "sha256_tool": " ".join(_sha256_tool()[:2]),
+        "sha256_tool": " ".join(sha256_tool[:2]),
         "folder_kind": _fs_kind(folder),
         "disk_kind": _fs_kind(disk),
     }
@@ -313,10 +313,13 @@ class _Download:
     size: int
     sha256: str
     curl: str | None
+    sha256_tool: list[str]
     folder: Path
 
     @classmethod
-    def create(cls, emu: dict[str, Any], size: int, folder: Path, curl: str | None) -> _Download:
+    def create(
+        cls, emu: dict[str, Any], size: int, folder: Path, curl: str | None, sha256_tool: list[str]
+    ) -> _Download:
         import requests
 
         from airflow_provider_veo.api import VideoJob
@@ -338,7 +341,7 @@ class _Download:
             f"--destination={folder}/",
             f"--expected-sha256={sha256}",
         ]
-        return cls(hook_args, emu["env"], job.video_url or "", size, sha256, curl, folder)
+        return cls(hook_args, emu["env"], job.video_url or "", size, sha256, curl, sha256_tool, folder)
 
     def pair(self, *extra: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """download_video in a fresh process (``extra``: more of its arguments), then curl on the same
@@ -347,7 +350,9 @@ class _Download:
         if not self.curl:
             return hook, {}
         by_curl = _curl(self.curl, self.url, self.folder / "curl.mp4", self.size)
-        hashed = _curl(self.curl, self.url, self.folder / "curl.mp4", self.size, sha256=self.sha256)
+        hashed = _curl(
+            self.curl, self.url, self.folder / "curl.mp4", self.size, check=(self.sha256_tool, self.sha256)
+        )
         return hook, by_curl | {"hashed": hashed}
 
 
@@ -360,15 +365,18 @@ def _sha256_tool() -> list[str]:
     return next(tool for tool in SHA256_TOOLS if shutil.which(tool[0]))
 
 
-def _curl(curl: str, url: str, target: Path, size: int, sha256: str | None = None) -> dict[str, Any]:
+def _curl(
+    curl: str, url: str, target: Path, size: int, check: tuple[list[str], str] | None = None
+) -> dict[str, Any]:
     """``curl -o`` on the same URL: the throughput the machine and the emulator allow without Python.
-    With ``sha256``, then the file's SHA-256 by :func:`_sha256_tool`, checked against it: what a shell
-    script that keeps a checksum of every video does."""
+    With ``check`` (a SHA-256 tool's command and the digest expected), then the file's SHA-256 by that
+    tool, compared: what a shell script that keeps a checksum of every video does."""
     started = time.perf_counter()
     subprocess.run([curl, "-s", "-S", "-f", "-o", str(target), url], check=True)
     result: dict[str, Any] = {}
-    if sha256 is not None:
-        hashed = subprocess.run([*_sha256_tool(), str(target)], check=True, capture_output=True, text=True)
+    if check is not None:
+        tool, sha256 = check
+        hashed = subprocess.run([*tool, str(target)], check=True, capture_output=True, text=True)
         result["sha256_ok"] = hashed.stdout.split()[0] == sha256
     seconds = time.perf_counter() - started
     got = target.stat().st_size

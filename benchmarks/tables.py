@@ -300,13 +300,12 @@ def download_tables(results: dict[str, Any]) -> list[str]:
     out = [
         f"Download over loopback; {data['curl']}. Medians of {results['config']['repeats']} interleaved "
         "rounds (download_video in a fresh process, then curl, then curl + sha256, then bare requests in a "
-        "fresh process, on the "
-        "same URL); the ratio and the time over curl's are the medians of the pairs'; memory growth is the "
-        "worst run's. download_video receives and writes on one thread and hashes (SHA-256) and checks "
-        "the MP4 boxes on another, then fsyncs and renames; *bare requests* streams, hashes and writes on "
-        "one thread, with no MP4 check, fsync nor rename; *curl + sha256* is `curl -o` then "
-        f"`{data.get('sha256_tool', 'sha256sum')}` on the file, the shell's way to keep a checksum of "
-        "every video (curl alone hashes nothing). *sha256 ok*: every run's digest matched, "
+        "fresh process, on the same URL); the ratio and the time over curl's are the medians of the pairs'; "
+        "memory growth is the worst run's. download_video receives and writes on one thread and hashes "
+        "(SHA-256) and checks the MP4 boxes on another, then fsyncs and renames; *bare requests* streams, "
+        "hashes and writes on one thread, with no MP4 check, fsync nor rename; *curl + sha256* is "
+        f"`curl -o` then `{data.get('sha256_tool', 'sha256sum')}` on the file, the shell's way to keep a "
+        "checksum of every video (curl alone hashes nothing). *sha256 ok*: every run's digest matched, "
         "download_video's and the tool's.",
         table(
             [
